@@ -1,0 +1,106 @@
+"""`envwatch`: one command for every stage, from the shared data to a running service.
+
+Arguments for every subcommand are declared here, but each subcommand's module is imported only
+when it runs: `envwatch scan` and `envwatch serve` must work on the base install, which has no
+torch or Ultralytics (those come with the `train` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+SHARED_WEIGHTS = REPO.parent / "shared" / "weights" / "yolov5n-coco-v7.0.pt"
+
+
+def _add_dataset(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("dataset", help="build the YOLO dataset from the shared sources")
+    actions = parser.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", help="map, de-duplicate and split the sources (datasets/sources.yaml)")
+    build.add_argument("--shared", type=Path, default=SHARED_DATASETS, help="folder holding the source sets")
+    build.add_argument("--out", type=Path, default=REPO / "build" / "dataset")
+    build.add_argument("--recipe", type=Path, default=REPO / "datasets" / "sources.yaml")
+    build.add_argument("--card", type=Path, default=None, help="also write the dataset card here")
+    parser.set_defaults(module="training.commands", handler="dataset")
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train the detector (needs the train extra)")
+    parser.add_argument("--data", type=Path, default=REPO / "build" / "dataset" / "data.yaml")
+    parser.add_argument("--project", type=Path, default=REPO / "build" / "runs")
+    parser.add_argument("--name", default="train")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--hours", type=float, default=None, help="train for this long instead of --epochs")
+    parser.add_argument("--imgsz", type=int, default=416)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, or a CUDA device index such as 0")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fraction", type=float, default=1.0, help="use this share of the training images")
+    parser.add_argument("--cache", action="store_true", help="keep decoded images in RAM")
+    parser.add_argument("--pretrained", type=Path, default=SHARED_WEIGHTS, help="YOLOv5n COCO checkpoint")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=None)
+    parser.add_argument("--resume", action="store_true", help="continue the run's last.pt")
+    parser.set_defaults(module="training.commands", handler="train")
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("evaluate", help="measure a model on the held-out split (needs the train extra)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    parser.add_argument("--choose-thresholds", action="store_true", help="pick per-label thresholds on --split")
+    parser.set_defaults(module="training.evaluate", handler="main")
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("export", help="export a checkpoint to ONNX with envwatch metadata")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, default=REPO / "model" / "envwatch-v1.onnx")
+    parser.add_argument("--version", default="v1")
+    parser.add_argument("--imgsz", type=int, default=416)
+    parser.add_argument("--thresholds", type=Path, default=None, help="JSON {label: threshold} to ship")
+    parser.add_argument("--no-simplify", dest="simplify", action="store_false")
+    parser.set_defaults(module="training.commands", handler="export")
+
+
+def _add_scan(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("scan", help="scan photos, folders or globs for candidate problems")
+    parser.add_argument("paths", nargs="+", help="image files, folders (recursive) or glob patterns")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--format", choices=("jsonl", "csv", "geojson"), default="jsonl")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
+    parser.add_argument("--conf", type=float, default=None, help="report detections above this score")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.set_defaults(module="inference_api.scan", handler="main")
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("serve", help="run the inspection service and web page")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.set_defaults(module="inference_api.serve", handler="main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="envwatch", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_dataset, _add_train, _add_evaluate, _add_export, _add_scan, _add_serve):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = getattr(importlib.import_module(args.module), args.handler)
+    return int(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

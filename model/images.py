@@ -1,0 +1,140 @@
+"""Open untrusted image bytes safely, and read where and when the photo was taken.
+
+Uploads come from phones, drones and other portals, so every way a file can be wrong gets its
+own plain reason (`ImageError`), checked before the expensive step it protects: the byte limit
+before parsing, the pixel limit from the header before decoding (decompression bombs), and a full
+decode so a truncated JPEG fails here rather than giving the model half a grey picture. EXIF is
+best effort: a photo with broken EXIF is still a photo, so bad GPS becomes a warning, not a failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, with a clearer message
+
+DEFAULT_MAX_PIXELS = 120_000_000
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+GPS_IFD = 0x8825
+EXIF_IFD = 0x8769
+DATETIME_ORIGINAL = 0x9003
+DATETIME = 0x0132
+
+
+class ImageError(ValueError):
+    """The file cannot be used as a photo; the message says why, in words a user understands."""
+
+
+@dataclass
+class LoadedImage:
+    pixels: np.ndarray
+    """BGR, uint8, EXIF orientation applied (what a person sees)."""
+    width: int
+    height: int
+    sha256: str
+    gps: dict | None = None
+    captured_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _ratio(value: object) -> float:
+    if isinstance(value, tuple) and len(value) == 2:
+        return float(value[0]) / float(value[1])
+    return float(value)
+
+
+def _degrees(parts: object, ref: object, positive: str) -> float:
+    d, m, s = (_ratio(p) for p in parts)
+    value = d + m / 60 + s / 3600
+    return value if str(ref).strip().upper() in (positive, "") else -value
+
+
+def read_gps(exif: Image.Exif) -> dict | None:
+    """Latitude, longitude (WGS84 degrees) and altitude (m) from EXIF, or None when absent."""
+    gps = exif.get_ifd(GPS_IFD)
+    if not gps or 2 not in gps or 4 not in gps:
+        return None
+    lat = _degrees(gps[2], gps.get(1, "N"), "N")
+    lon = _degrees(gps[4], gps.get(3, "E"), "E")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
+        raise ValueError(f"GPS position out of range ({lat:.5f}, {lon:.5f})")
+    result = {"lat": round(lat, 7), "lon": round(lon, 7), "alt": None}
+    if 6 in gps:
+        altitude = _ratio(gps[6])
+        result["alt"] = round(-altitude if gps.get(5) in (1, b"\x01") else altitude, 2)
+    return result
+
+
+def read_capture_time(exif: Image.Exif) -> datetime | None:
+    raw = exif.get_ifd(EXIF_IFD).get(DATETIME_ORIGINAL) or exif.get(DATETIME)
+    if not raw:
+        return None
+    return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+
+
+def load_image(
+    data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> LoadedImage:
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: {len(data):,} bytes is more than the limit of {max_bytes:,}")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (no known image format)") from None
+    except Exception as exc:  # Pillow raises many types on hostile headers
+        raise ImageError(f"{name}: unreadable image header ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: {width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except Exception as exc:
+        raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
+    loaded_warnings: list[str] = []
+    gps = captured_at = None
+    try:
+        exif = image.getexif()
+    except Exception as exc:
+        exif = None
+        loaded_warnings.append(f"EXIF unreadable, ignored ({exc})")
+    if exif is not None:
+        try:
+            gps = read_gps(exif)
+        except Exception as exc:
+            loaded_warnings.append(f"GPS ignored: {exc}")
+        try:
+            captured_at = read_capture_time(exif)
+        except Exception as exc:
+            loaded_warnings.append(f"capture time ignored: {exc}")
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception as exc:
+        upright = image
+        loaded_warnings.append(f"EXIF orientation ignored ({exc})")
+    pixels = np.asarray(upright.convert("RGB"))[:, :, ::-1].copy()
+    return LoadedImage(
+        pixels, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), gps, captured_at, loaded_warnings
+    )
+
+
+def load_image_file(
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> LoadedImage:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageError(f"{path}: {size:,} bytes is more than the limit of {max_bytes:,}")
+    return load_image(path.read_bytes(), str(path), max_pixels, max_bytes)

@@ -1,0 +1,139 @@
+"""Run the shipped detector with onnxruntime alone: letterbox, decode and NMS in numpy.
+
+Serving must not need torch, so this mirrors what Ultralytics' predict does around the network
+(the same letterbox arithmetic, class-offset NMS, box rescaling) closely enough that both give
+the same boxes on the same weights; tests/test_runtime.py holds it to that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from model.detections import Detections
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "envwatch-v1.onnx"
+PAD_VALUE = 114
+MAX_DETECTIONS = 300
+CLASS_OFFSET = 7680.0
+"""Shifts each class's boxes apart so one NMS pass never suppresses across classes."""
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input, to map boxes back."""
+
+    gain_x: float
+    gain_y: float
+    """Scale of the resized image over the original per axis; rounding the resized size makes them differ."""
+    pad_x: int
+    pad_y: int
+    width: int
+    height: int
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to `size` (h, w), exactly as Ultralytics' LetterBox."""
+    height, width = image.shape[:2]
+    gain = min(size[0] / height, size[1] / width)
+    new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    if (width, height) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return image, Letterbox(new_w / width, new_h / height, left, top, width, height)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; indices of the kept boxes, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        overlap = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+class Detector:
+    """An ONNX detector and everything needed to read its output, taken from the file's metadata."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        meta = {
+            k: json.loads(v)
+            for k, v in self.session.get_modelmeta().custom_metadata_map.items()
+            if k.startswith("envwatch.")
+        }
+        missing = {"envwatch.names", "envwatch.input_size", "envwatch.version", "envwatch.thresholds"} - set(meta)
+        if missing:
+            raise ValueError(f"{self.path} lacks envwatch metadata {sorted(missing)}: export it with `envwatch export`")
+        self.names: tuple[str, ...] = tuple(meta["envwatch.names"])
+        self.input_size: tuple[int, int] = tuple(meta["envwatch.input_size"])
+        self.version: str = meta["envwatch.version"]
+        self.thresholds: dict[str, float] = {k: float(v) for k, v in meta["envwatch.thresholds"].items()}
+        self.nms_iou: float = float(meta.get("envwatch.nms_iou", 0.7))
+        self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, path: Path | None = None, threads: int | None = None) -> Detector:
+        """Load `path`, or the model shipped in this package when None."""
+        path = Path(path) if path else SHIPPED_MODEL
+        if not path.exists():
+            raise FileNotFoundError(f"no model at {path}")
+        return cls(path, threads)
+
+    def detect(self, images: Sequence[np.ndarray], conf: float | None = None, batch_size: int = 8) -> list[Detections]:
+        """Detect in BGR images; boxes come back in each image's own pixels.
+
+        With `conf` None each label keeps its shipped threshold; a number applies to every label.
+        """
+        results: list[Detections] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            fitted = [letterbox(image, self.input_size) for image in chunk]
+            batch = np.stack([f[0] for f in fitted])[..., ::-1].transpose(0, 3, 1, 2)
+            batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+            (output,) = self.session.run(None, {self.input_name: batch})
+            results += [self.decode(raw, box, conf) for raw, (_, box) in zip(output, fitted, strict=True)]
+        return results
+
+    def decode(self, raw: np.ndarray, fit: Letterbox, conf: float | None) -> Detections:
+        """One image's raw output (4 + classes, anchors) to thresholded, NMS-ed boxes."""
+        predictions = raw.T
+        class_scores = predictions[:, 4:]
+        class_ids = class_scores.argmax(axis=1)
+        scores = class_scores[np.arange(len(class_ids)), class_ids]
+        limits = np.full(len(self.names), conf, dtype=np.float32) if conf is not None else self.label_limits()
+        keep = scores > limits[class_ids]
+        if not keep.any():
+            return Detections.empty(self.names)
+        xywh, scores, class_ids = predictions[keep, :4], scores[keep], class_ids[keep]
+        boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+        kept = nms(boxes + class_ids[:, None] * CLASS_OFFSET, scores, self.nms_iou)[:MAX_DETECTIONS]
+        offset, scale = [fit.pad_x, fit.pad_y] * 2, [fit.gain_x, fit.gain_y] * 2
+        boxes = (boxes[kept] - offset) / scale
+        boxes = np.clip(boxes, 0, [fit.width, fit.height, fit.width, fit.height])
+        return Detections(boxes, scores[kept], class_ids[kept], self.names)
+
+    def label_limits(self) -> np.ndarray:
+        return np.array([self.thresholds.get(name, 0.25) for name in self.names], dtype=np.float32)

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real shared data, a dataset built from it, and a tiny trained model.
+
+The tiny model is trained for real (one epoch on a few images at 160 px, about a minute on two
+cores) and exported through the same code as the shipped model, so every test that needs a
+detector exercises the real pipeline rather than a stand-in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATASETS = SHARED / "datasets"
+PRETRAINED = SHARED / "weights" / "yolov5n-coco-v7.0.pt"
+TINY_IMGSZ = 160
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.is_dir():
+        pytest.fail(f"shared datasets not found at {SHARED_DATASETS}: clone the repo beside ../shared")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def pretrained_weights() -> Path:
+    if not PRETRAINED.is_file():
+        pytest.fail(f"pretrained checkpoint not found at {PRETRAINED}")
+    return PRETRAINED
+
+
+@pytest.fixture(scope="session")
+def built_dataset(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full dataset recipe applied to the shared data (images are links, so this is cheap)."""
+    from training.dataset import build
+
+    return build(shared_datasets, tmp_path_factory.mktemp("dataset")).parent
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(built_dataset: Path, pretrained_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.train import TrainConfig, train
+
+    project = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(
+        data=built_dataset / "data.yaml",
+        project=project,
+        name="tiny",
+        epochs=1,
+        imgsz=TINY_IMGSZ,
+        batch=8,
+        fraction=0.01,
+        pretrained=pretrained_weights,
+    )
+    best = train(config)
+    assert best.exists(), "training produced no checkpoint"
+    return best
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.export import export_onnx
+
+    thresholds = {"overflowing_garbage": 0.3, "exposed_garbage": 0.3, "garbage_bin": 0.3, "fire": 0.2, "smoke": 0.2}
+    out = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    return export_onnx(tiny_checkpoint, out, version="tiny-test", thresholds=thresholds, imgsz=TINY_IMGSZ)

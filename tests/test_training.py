@@ -1,0 +1,105 @@
+"""The pieces of training that are ours: the safe checkpoint reader and the partial-label loss."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import IterableSimpleNamespace
+from ultralytics.utils.loss import v8DetectionLoss
+
+from model.taxonomy import LABEL_NAMES
+from training.partial_labels import PartialLabelDetectionModel
+from training.pretrained import load_yolov5_state_dict, transfer_backbone_and_neck
+
+
+class Exploit:
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_reader_refuses_foreign_code(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"model": Exploit()}, hostile)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        load_yolov5_state_dict(hostile)
+
+
+def test_coco_backbone_and_neck_load_tensor_for_tensor(pretrained_weights: Path) -> None:
+    tensors = load_yolov5_state_dict(pretrained_weights)
+    assert len(tensors) > 342 and all(t.dtype != torch.float16 for t in tensors.values())
+    model = DetectionModel("yolov5n.yaml", nc=len(LABEL_NAMES), verbose=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert transfer_backbone_and_neck(model, pretrained_weights) == 342
+    after = model.state_dict()
+    assert torch.equal(after["model.0.conv.weight"], tensors["model.0.conv.weight"])
+    assert not torch.equal(after["model.0.conv.weight"], before["model.0.conv.weight"])
+    head = f"model.{len(model.model) - 1}."
+    assert all(torch.equal(after[k], before[k]) for k in after if k.startswith(head))
+
+
+def loss_setup() -> tuple[PartialLabelDetectionModel, dict]:
+    torch.manual_seed(0)
+    model = PartialLabelDetectionModel("yolov5n.yaml", nc=len(LABEL_NAMES), verbose=False)
+    model.args = IterableSimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
+    model.train()
+    preds = model(torch.rand(2, 3, 128, 128))
+    fire, smoke = LABEL_NAMES.index("fire"), LABEL_NAMES.index("smoke")
+    batch = {  # image 0: a fire box; image 1: a smoke box
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[fire], [smoke]], dtype=torch.float32),
+        "bboxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.3]]),
+    }
+    return model, {"preds": preds, "batch": batch}
+
+
+def with_ignore_region(batch: dict, image: int, label: str) -> dict:
+    region_class = len(LABEL_NAMES) + LABEL_NAMES.index(label)
+    return {
+        "batch_idx": torch.cat([batch["batch_idx"], torch.tensor([float(image)])]),
+        "cls": torch.cat([batch["cls"], torch.tensor([[float(region_class)]])]),
+        "bboxes": torch.cat([batch["bboxes"], torch.tensor([[0.5, 0.5, 1.0, 1.0]])]),
+    }
+
+
+def test_without_ignore_regions_the_loss_is_ultralytics_own() -> None:
+    model, case = loss_setup()
+    ours, _ = model.init_criterion()(case["preds"], case["batch"])
+    theirs, _ = v8DetectionLoss(model)(case["preds"], case["batch"])
+    assert torch.allclose(ours, theirs)
+
+
+def test_ignore_region_removes_exactly_that_labels_classification_terms() -> None:
+    model, case = loss_setup()
+    criterion = model.init_criterion()
+    _, plain = criterion(case["preds"], case["batch"])
+    _, no_smoke_on_0 = criterion(case["preds"], with_ignore_region(case["batch"], 0, "smoke"))
+    _, no_fire_on_1 = criterion(case["preds"], with_ignore_region(case["batch"], 1, "fire"))
+    # Box and DFL losses are untouched: the region is not a box to learn.
+    assert torch.allclose(no_smoke_on_0["box_loss"], plain["box_loss"])
+    assert torch.allclose(no_smoke_on_0["dfl_loss"], plain["dfl_loss"])
+    assert no_smoke_on_0["cls_loss"] < plain["cls_loss"] and no_fire_on_1["cls_loss"] < plain["cls_loss"]
+
+    # Image 0 has no smoke box and image 1 no fire box, so each region removes the BCE of that
+    # label against target 0 over every anchor of that image; the normaliser is the same in both
+    # runs, so the two drops must stand in the ratio of those BCE sums.
+    scores = case["preds"]["scores"].permute(0, 2, 1).detach()
+    fire, smoke = LABEL_NAMES.index("fire"), LABEL_NAMES.index("smoke")
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    dropped_smoke = bce(scores[0, :, smoke], torch.zeros_like(scores[0, :, smoke]), reduction="sum")
+    dropped_fire = bce(scores[1, :, fire], torch.zeros_like(scores[1, :, fire]), reduction="sum")
+    measured = (plain["cls_loss"] - no_smoke_on_0["cls_loss"]) / (plain["cls_loss"] - no_fire_on_1["cls_loss"])
+    assert torch.isclose(measured, dropped_smoke / dropped_fire, rtol=1e-3)
+
+
+def test_ignore_region_never_touches_box_regression() -> None:
+    """A smoke region over image 1, which has a smoke box, leaves that box's regression loss whole."""
+    model, case = loss_setup()
+    criterion = model.init_criterion()
+    _, plain = criterion(case["preds"], case["batch"])
+    _, ignored = criterion(case["preds"], with_ignore_region(case["batch"], 1, "smoke"))
+    assert torch.allclose(ignored["box_loss"], plain["box_loss"]) and ignored["cls_loss"] < plain["cls_loss"]

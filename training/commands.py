@@ -1,0 +1,54 @@
+"""Handlers behind `envwatch dataset build`, `envwatch train` and `envwatch export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from training.dataset import build
+
+
+def dataset(args: argparse.Namespace) -> int:
+    data_yaml = build(args.shared, args.out, args.recipe, args.card)
+    print(f"dataset written: {data_yaml}")
+    print((data_yaml.parent / "CARD.md").read_text())
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    if not args.resume and not args.data.exists():
+        print(f"no dataset at {args.data}: run `envwatch dataset build` first")
+        return 2
+    started = time.monotonic()
+    best = run_training(
+        TrainConfig(
+            data=args.data,
+            project=args.project,
+            name=args.name,
+            epochs=args.epochs,
+            hours=args.hours,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            device=args.device,
+            workers=args.workers,
+            fraction=args.fraction,
+            cache=args.cache,
+            pretrained=args.pretrained,
+            resume=args.resume,
+        )
+    )
+    print(f"best checkpoint: {best} ({(time.monotonic() - started) / 60:.1f} min)")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from training.export import export_onnx
+
+    thresholds = json.loads(args.thresholds.read_text()) if args.thresholds else {}
+    out = export_onnx(args.checkpoint, args.out, args.version, thresholds, args.imgsz, args.simplify)
+    print(f"exported {out}")
+    return 0

@@ -1,0 +1,312 @@
+"""Build one YOLO dataset from the shared sources, following `datasets/sources.yaml`.
+
+The recipe is deterministic: splits come from hashes of file names, never from a random
+generator, and the manifest it writes lists every image with its split, so the same inputs give
+byte-for-byte the same dataset. Images are linked, not copied: the shared data stays the one copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from model.taxonomy import LABEL_NAMES
+
+SPLITS = ("train", "val", "test")
+SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+GENERIC_STEMS = {"img", "image", "images", "pic", "photo", "frame", "download"}
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "datasets" / "sources.yaml"
+
+
+def ignore_class_id(label: str) -> int:
+    """Class id of an 'ignore this label here' region; see training/partial_labels.py."""
+    return len(LABEL_NAMES) + LABEL_NAMES.index(label)
+
+
+@dataclass
+class Item:
+    source: str
+    path: Path
+    split: str
+    source_split: str
+    group: str
+    boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    unlabelled: tuple[str, ...] = ()
+    dhash: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}__{self.source_split}__{self.path.stem}"
+
+
+def read_yolo_labels(path: Path) -> tuple[list[tuple[int, float, float, float, float]], int]:
+    """Parse one label file line by line; returns (boxes, number of malformed lines skipped)."""
+    boxes, bad = [], 0
+    if not path.exists():
+        return boxes, bad
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            cls, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
+        except (ValueError, TypeError):
+            bad += 1
+            continue
+        if len(parts) != 5 or w <= 0 or h <= 0:
+            bad += 1
+            continue
+        x1, y1 = max(cx - w / 2, 0.0), max(cy - h / 2, 0.0)
+        x2, y2 = min(cx + w / 2, 1.0), min(cy + h / 2, 1.0)
+        if x2 - x1 <= 0 or y2 - y1 <= 0:
+            bad += 1
+            continue
+        boxes.append((cls, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+    return boxes, bad
+
+
+def group_key(stem: str) -> str:
+    """Frames of one video share a group, so a split never holds a neighbour of another's frame."""
+    video = re.match(r"^(.*_mp4)-\d+", stem)
+    if video:
+        return video.group(1).lower()
+    sequence = re.match(r"^([A-Za-z][A-Za-z_\-]{2,}?)[_\-]?\d+$", stem)
+    if sequence and sequence.group(1).lower().strip("_-") not in GENERIC_STEMS:
+        return sequence.group(1).lower()
+    return stem.lower()
+
+
+def unit_hash(text: str) -> float:
+    """A stable number in [0, 1) for a string, the same on every machine and Python."""
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2**64
+
+
+def near_duplicate_clusters(hashes: np.ndarray, groups: list[str], max_bits: int) -> list[int]:
+    """Cluster id per image: images join when they share a name group or look near-identical."""
+    parent = list(range(len(groups)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    first_of_group: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        parent[find(index)] = find(first_of_group.setdefault(group, index))
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    for a, b in zip(*np.nonzero(np.triu(distance <= max_bits, 1)), strict=True):
+        parent[find(int(a))] = find(int(b))
+    return [find(i) for i in range(len(groups))]
+
+
+def assign_cluster_splits(items: list[Item], fractions: dict[str, float], max_bits: int) -> None:
+    """Give whole clusters to splits, largest first, each to the split furthest below its share.
+
+    Splitting frame by frame would put neighbouring video frames (or one CCTV scene) on both
+    sides and inflate held-out scores; one fixed camera here makes a cluster of a third of a set.
+    """
+    hashes = np.array([item.dhash for item in items], dtype=np.uint64)
+    clusters: dict[int, list[Item]] = defaultdict(list)
+    for item, cluster in zip(items, near_duplicate_clusters(hashes, [i.group for i in items], max_bits), strict=True):
+        clusters[cluster].append(item)
+    share = {"test": fractions["test"], "val": fractions["val"]}
+    share["train"] = 1.0 - share["test"] - share["val"]
+    filled = Counter()
+    ordered = sorted(clusters.values(), key=lambda c: (-len(c), unit_hash(min(i.name for i in c))))
+    for cluster in ordered:
+        split = max(SPLITS, key=lambda s: share[s] * len(items) - filled[s])
+        filled[split] += len(cluster)
+        for item in cluster:
+            item.split = split
+
+
+def difference_hash(path: Path) -> int:
+    """64-bit dHash: robust to re-encoding and resizing, which is how copies differ here."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise ValueError(f"unreadable image: {path}")
+    small = cv2.resize(image, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
+    """Every image with its boxes mapped to detector labels; split left empty where re-split."""
+    fractions = recipe["split"]
+    items: list[Item] = []
+    stats: Counter = Counter()
+    for source, spec in recipe["sources"].items():
+        class_map = {int(k): LABEL_NAMES.index(v) for k, v in spec["classes"].items()}
+        negatives = set(spec.get("negative_classes", []))
+        kept_splits = spec.get("keep_source_splits")
+        for split_dir in sorted(p for p in (shared / source).iterdir() if p.is_dir()):
+            for image in sorted((split_dir / "images").iterdir()):
+                if image.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                raw, bad = read_yolo_labels(split_dir / "labels" / f"{image.stem}.txt")
+                stats[f"{source}: malformed label lines"] += bad
+                boxes = []
+                for cls, *xywh in raw:
+                    if cls in negatives:
+                        stats[f"{source}: negative-frame boxes dropped"] += 1
+                    elif cls in class_map:
+                        boxes.append((class_map[cls], *xywh))
+                    else:
+                        stats[f"{source}: unknown class boxes dropped"] += 1
+                group = group_key(image.stem)
+                if kept_splits:
+                    split = kept_splits[split_dir.name]
+                    if split == "train" and unit_hash(f"{source}/{image.stem}") < fractions["val"]:
+                        split = "val"
+                else:
+                    split = ""  # decided per cluster once every image is hashed
+                items.append(
+                    Item(source, image, split, split_dir.name, group, boxes, tuple(spec.get("unlabelled", ())))
+                )
+    return items, stats
+
+
+def drop_leaks(items: list[Item], max_bits: int) -> tuple[list[Item], Counter]:
+    """Drop train/val images that are near-duplicates of an image in a more held-out split."""
+    hashes = np.array([item.dhash for item in items], dtype=np.uint64)
+    ranks = np.array([SPLIT_RANK[item.split] for item in items])
+    keep = np.ones(len(items), dtype=bool)
+    dropped: Counter = Counter()
+    for rank in (1, 2):  # val against test, then train against val and test
+        lower = np.flatnonzero(ranks == rank)
+        higher = np.flatnonzero((ranks < rank) & keep)
+        if not len(lower) or not len(higher):
+            continue
+        distance = np.bitwise_count(hashes[lower][:, None] ^ hashes[higher][None, :])
+        leaked = lower[(distance <= max_bits).any(axis=1)]
+        keep[leaked] = False
+        for i in leaked:
+            dropped[f"{items[i].source}/{items[i].split}"] += 1
+    return [item for item, k in zip(items, keep, strict=True) if k], dropped
+
+
+def label_lines(item: Item) -> list[str]:
+    lines = [f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in item.boxes]
+    if item.split == "train":
+        # The whole frame is an 'ignore' region for labels the source never annotated; the
+        # region moves with mosaic and affine augmentation like any box.
+        lines += [f"{ignore_class_id(label)} 0.5 0.5 1 1" for label in item.unlabelled]
+    return lines
+
+
+def write_dataset(items: list[Item], out: Path) -> Path:
+    for split in SPLITS:
+        for kind in ("images", "labels"):
+            target = out / kind / split
+            target.mkdir(parents=True, exist_ok=True)
+            for old in target.iterdir():
+                old.unlink()
+    for item in items:
+        link = out / "images" / item.split / f"{item.name}{item.path.suffix.lower()}"
+        os.symlink(item.path.resolve(), link)
+        lines = label_lines(item)
+        (out / "labels" / item.split / f"{item.name}.txt").write_text("\n".join(lines) + "\n" if lines else "")
+    data = {
+        "path": str(out.resolve()),
+        **{split: f"images/{split}" for split in SPLITS},
+        "names": dict(enumerate(LABEL_NAMES)),
+    }
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return out / "data.yaml"
+
+
+def manifest_text(items: list[Item]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["split", "source", "source_split", "image", "group", "dhash", *LABEL_NAMES])
+    for item in sorted(items, key=lambda i: (i.split, i.name)):
+        counts = Counter(c for c, *_ in item.boxes)
+        writer.writerow(
+            [
+                item.split,
+                item.source,
+                item.source_split,
+                item.path.name,
+                item.group,
+                f"{item.dhash:016x}",
+                *(counts.get(i, 0) for i in range(len(LABEL_NAMES))),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def dataset_card(items: list[Item], stats: Counter, dropped: Counter, recipe: dict, digest: str) -> str:
+    table: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for item in items:
+        row = table[(item.source, item.split)]
+        row["images"] += 1
+        row["negatives"] += not item.boxes
+        for c, *_ in item.boxes:
+            row[LABEL_NAMES[c]] += 1
+    header = ["source", "split", "images", "negatives", *LABEL_NAMES]
+    lines = [
+        "# envwatch detector dataset card",
+        "",
+        "Generated by `envwatch dataset build` from `datasets/sources.yaml`; do not edit by hand.",
+        f"Manifest sha256: `{digest}` (same inputs and recipe give the same digest).",
+        "",
+        "Boxes per detector label, images and negative images (no boxes) per source and split:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for source in recipe["sources"]:
+        for split in SPLITS:
+            row = table.get((source, split))
+            if row:
+                lines.append("| " + " | ".join([source, split, *(str(row[h]) for h in header[2:])]) + " |")
+    totals: Counter = Counter()
+    for (_, split), row in table.items():
+        totals.update({f"{split}:{k}": v for k, v in row.items()})
+    for split in SPLITS:
+        lines.append(
+            "| **all** | " + split + " | " + " | ".join(str(totals[f"{split}:{h}"]) for h in header[2:]) + " |"
+        )
+    lines += ["", "Handled on the way:", ""]
+    lines += [f"- {key}: {value}" for key, value in sorted(stats.items())]
+    lines += [
+        f"- near-duplicates of a more held-out image dropped from {key}: {value}"
+        for key, value in sorted(dropped.items())
+    ]
+    lines += ["", "Attribution (CC BY 4.0):", ""]
+    lines += [f"- {' '.join(spec['attribution'].split())}" for spec in recipe["sources"].values()]
+    return "\n".join(lines) + "\n"
+
+
+def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Path | None = None) -> Path:
+    """Build the dataset under `out`; returns the path of its data.yaml."""
+    recipe = yaml.safe_load(recipe_path.read_text())
+    items, stats = collect(shared, recipe)
+    for item in items:
+        item.dhash = difference_hash(item.path)
+    for source in recipe["sources"]:
+        unsplit = [item for item in items if item.source == source and not item.split]
+        if unsplit:
+            assign_cluster_splits(unsplit, recipe["split"], recipe["split"]["near_duplicate_bits"])
+    items, dropped = drop_leaks(items, recipe["split"]["near_duplicate_bits"])
+    data_yaml = write_dataset(items, out)
+    manifest = manifest_text(items)
+    (out / "manifest.csv").write_text(manifest)
+    digest = hashlib.sha256(manifest.encode()).hexdigest()
+    text = dataset_card(items, stats, dropped, recipe, digest)
+    (out / "CARD.md").write_text(text)
+    if card is not None:
+        card.write_text(text)
+    return data_yaml
