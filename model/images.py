@@ -89,7 +89,8 @@ def load_image(
         raise ImageError(f"{name}: {len(data):,} bytes is more than the limit of {max_bytes:,}")
     try:
         image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
+        # ImportError: Ultralytics, once imported, patches Image.open to load a HEIF plugin on unknown data
         raise ImageError(f"{name}: not an image (no known image format)") from None
     except Exception as exc:  # Pillow raises many types on hostile headers
         raise ImageError(f"{name}: unreadable image header ({exc})") from None

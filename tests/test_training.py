@@ -103,3 +103,53 @@ def test_ignore_region_never_touches_box_regression() -> None:
     _, plain = criterion(case["preds"], case["batch"])
     _, ignored = criterion(case["preds"], with_ignore_region(case["batch"], 1, "smoke"))
     assert torch.allclose(ignored["box_loss"], plain["box_loss"]) and ignored["cls_loss"] < plain["cls_loss"]
+
+
+def test_training_resumes_after_being_killed(built_dataset: Path, pretrained_weights: Path, tmp_path: Path) -> None:
+    """Kill `envwatch train` once its first epoch is saved; `--resume` must finish the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    common = ["--project", str(tmp_path), "--name", "killed"]
+    command = [sys.executable, "-m", "inference_api.cli", "train", *common, "--data", str(built_dataset / "data.yaml")]
+    command += ["--epochs", "3", "--imgsz", "96", "--batch", "8", "--fraction", "0.005"]
+    command += ["--pretrained", str(pretrained_weights)]
+    results = tmp_path / "killed" / "results.csv"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        last = tmp_path / "killed" / "weights" / "last.pt"
+        while not (last.exists() and results.exists() and len(results.read_text().splitlines()) >= 2):
+            assert process.poll() is None, "training ended before it could be interrupted"
+            assert time.monotonic() < deadline, "first epoch never finished"
+            time.sleep(0.5)
+        time.sleep(1)  # let the checkpoint write finish: killing mid-write is another test
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    epochs_before = len(results.read_text().splitlines()) - 1
+    assert epochs_before < 3
+    resumed = subprocess.run(
+        [sys.executable, "-m", "inference_api.cli", "train", *common, "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = results.read_text().splitlines()[1:]
+    assert [int(float(row.split(",")[0])) for row in rows] == [1, 2, 3]
+    assert (tmp_path / "killed" / "weights" / "best.pt").exists()
+
+
+def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "inference_api.cli", "train", "--project", str(tmp_path), "--name", "none"]
+    run = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "nothing to resume" in run.stdout + run.stderr
+    assert not (tmp_path / "none").exists()

@@ -24,23 +24,26 @@ def train(args: argparse.Namespace) -> int:
         print(f"no dataset at {args.data}: run `envwatch dataset build` first")
         return 2
     started = time.monotonic()
-    best = run_training(
-        TrainConfig(
-            data=args.data,
-            project=args.project,
-            name=args.name,
-            epochs=args.epochs,
-            hours=args.hours,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            device=args.device,
-            workers=args.workers,
-            fraction=args.fraction,
-            cache=args.cache,
-            pretrained=args.pretrained,
-            resume=args.resume,
-        )
+    config = TrainConfig(
+        data=args.data,
+        project=args.project,
+        name=args.name,
+        epochs=args.epochs,
+        hours=args.hours,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        workers=args.workers,
+        fraction=args.fraction,
+        cache=args.cache,
+        pretrained=args.pretrained,
+        resume=args.resume,
     )
+    try:
+        best = run_training(config)
+    except FileNotFoundError as exc:  # --resume with no run to resume
+        print(exc)
+        return 2
     print(f"best checkpoint: {best} ({(time.monotonic() - started) / 60:.1f} min)")
     return 0
 

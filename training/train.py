@@ -76,7 +76,9 @@ def train(config: TrainConfig) -> Path:
     trainer = type("ConfiguredTrainer", (EnvwatchTrainer,), {"pretrained": config.pretrained})
     run_dir = config.project.resolve() / config.name
     last = run_dir / "weights" / "last.pt"
-    if config.resume and last.exists():
+    if config.resume:
+        if not last.exists():
+            raise FileNotFoundError(f"nothing to resume: no {last}")
         YOLO(str(last)).train(resume=True, trainer=trainer)
     else:
         YOLO("yolov5n.yaml").train(

@@ -1,0 +1,92 @@
+"""CPU speed of our onnxruntime detector against Ultralytics' own predict on the same ONNX file.
+
+Not a test: it prints numbers. Serving and `envwatch scan` use model/runtime.py instead of
+Ultralytics so that they need no torch; this shows what that costs or saves. Both sides get the
+same decoded BGR images in the same process, with the same confidence threshold, so the figures
+cover preprocessing, the network, decoding and NMS, but not reading files.
+
+Latency is per call for batch 1; for batch 8 it is each batch's time divided by 8 (amortised per
+image). Ultralytics pads a lone non-square image only to a multiple of the stride (smaller input)
+where we always pad the full square, so its batch-1 figures include that advantage. The two
+runtimes alternate batch by batch, so a busy machine (a training run) slows both alike: compare
+the ratios. Needs the `train` extra (Ultralytics).
+
+    python benchmarks/runtime_bench.py --model build/dev-model.onnx --images 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from ultralytics import YOLO  # noqa: E402
+
+from model.runtime import SHIPPED_MODEL, Detector  # noqa: E402
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SOURCES = ("garbage-cn/valid", "fire-smoke-8/test", "fire-continuous/test")
+
+
+def real_images(count: int) -> list[np.ndarray]:
+    """`count` photos taken in turn from each shared set, so sizes and aspect ratios are mixed."""
+    lists = [sorted((SHARED_DATASETS / source / "images").glob("*.jpg")) for source in SOURCES]
+    paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
+    return [cv2.imread(str(path)) for path in paths]
+
+
+def measure(
+    runners: dict[str, Callable[[Sequence[np.ndarray]], object]], images: list[np.ndarray], batch: int
+) -> dict[str, np.ndarray]:
+    """Milliseconds per image of each runner's call on each batch, runners alternating, after a warm-up."""
+    batches = [images[start : start + batch] for start in range(0, len(images), batch)]
+    for run in runners.values():
+        for chunk in batches[:2]:
+            run(chunk)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for chunk in batches:
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(chunk)
+            times[name].append((time.perf_counter() - start) * 1000 / len(chunk))
+    return {name: np.array(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = SHIPPED_MODEL if SHIPPED_MODEL.exists() else None
+    parser.add_argument("--model", type=Path, default=default, required=default is None, help="ONNX model")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--conf", type=float, default=0.25, help="the same threshold for both sides")
+    args = parser.parse_args()
+
+    images = real_images(args.images)
+    ours = Detector.load(args.model)
+    theirs = YOLO(str(args.model), task="detect")
+    imgsz = ours.input_size[0]
+    runners = {
+        "envwatch": lambda chunk: ours.detect(chunk, conf=args.conf, batch_size=len(chunk)),
+        "ultralytics": lambda chunk: theirs.predict(list(chunk), conf=args.conf, imgsz=imgsz, verbose=False),
+    }
+    shapes = len({image.shape for image in images})
+    print(f"model {args.model} (input {imgsz}), {len(images)} images of {shapes} shapes, conf {args.conf}, CPU")
+    print(f"{'runtime':<12} {'batch':>5} {'mean ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'img/s':>8}")
+    for batch in (1, 8):
+        means = {}
+        for name, milliseconds in measure(runners, images, batch).items():
+            means[name] = milliseconds.mean()
+            p50, p95 = np.percentile(milliseconds, [50, 95])
+            print(f"{name:<12} {batch:>5} {means[name]:>8.2f} {p50:>8.2f} {p95:>8.2f} {1000 / means[name]:>8.1f}")
+        ratio = means["ultralytics"] / means["envwatch"]
+        print(f"{'':<12} {batch:>5} envwatch/ultralytics throughput: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""`create_app()`: the envwatch inspection service as a FastAPI app.
+
+Startup (in the lifespan, so importing this module stays cheap and needs no model): apply
+Alembic migrations, make sure an admin key exists, load the detector. A model that fails to
+load does not stop the process: /healthz stays up and /readyz answers 503 with the reason, so an
+operator can see why instead of a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from inference_api import auth, db, errors
+from inference_api.deps import AppState
+from inference_api.jobs import JobRunner
+from inference_api.observability import Metrics, configure_logging, install_middleware
+from inference_api.pool import DetectorPool
+from inference_api.routes import exports, findings, health, images, inspections, jobs, keys, model
+from inference_api.settings import Settings, get_settings
+from inference_api.storage import ImageStore
+from inference_api.webhooks import WebhookSender
+
+log = logging.getLogger("envwatch.app")
+
+API_VERSION = "1.0.0"
+
+
+def load_detector(state: AppState) -> None:
+    """Load the ONNX model named by settings into `state` (recording the error instead of raising)."""
+    try:
+        from model.runtime import Detector
+
+        state.detector = Detector.load(state.settings.model_path)
+        state.detector_error = None
+        log.info(
+            "model loaded",
+            extra={"model_path": str(state.settings.model_path), "model_version": state.detector.version},
+        )
+    except Exception as exc:  # the reason is served by /readyz
+        state.detector = None
+        state.detector_error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "model failed to load", extra={"model_path": str(state.settings.model_path), "error": state.detector_error}
+        )
+
+
+def _startup(state: AppState) -> None:
+    db.upgrade(state.engine)
+    log.info("database migrated", extra={"database": state.engine.url.render_as_string(hide_password=True)})
+    admin_key = state.settings.admin_key.get_secret_value() if state.settings.admin_key else None
+    auth.bootstrap_keys(state.sessions, admin_key, state.settings.create_local_admin)
+    load_detector(state)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; nothing touches the database or the model until the server starts."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = db.make_engine(settings.database_url)
+    pool = DetectorPool(settings.detect_workers, settings.detect_queue)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=db.make_sessionmaker(engine),
+        images=ImageStore(settings.data_dir),
+        pool=pool,
+        metrics=Metrics(pool),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_startup, state)
+        sender = WebhookSender(settings, state.sessions) if settings.webhook_url else None
+        if sender:
+            sender.start()
+        runner = JobRunner(state)
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            if sender:
+                sender.stop()
+            pool.shutdown()
+            engine.dispose()
+
+    app = FastAPI(
+        title="envwatch inspection service",
+        version=API_VERSION,
+        description=(
+            "Finds candidate living-environment problems (overflowing or exposed garbage, burning) in "
+            "inspection photos, and tracks their review by inspectors. Every error body is "
+            '`{"error": {"code", "message", "file"?, "files"?}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.envwatch = state
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """413 before reading a body whose declared length is over the limit."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_request_bytes:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "request_too_large",
+                        "message": f"request body of {length} bytes exceeds {settings.max_request_bytes}",
+                    }
+                },
+                status_code=413,
+            )
+        return await call_next(request)
+
+    install_middleware(app, state.metrics)
+    for module in (health, keys, model, inspections, findings, exports, images, jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,64 @@
+"""What routes need from the running app, as FastAPI dependencies.
+
+The app builds one `AppState` at startup (engine, image store, detector, worker pool) and
+routes reach it only through these functions, which keeps routes thin and lets every test run
+against a real server built the same way as production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from inference_api.errors import ApiError
+from inference_api.settings import Settings
+from inference_api.storage import ImageStore
+
+if TYPE_CHECKING:
+    from inference_api.observability import Metrics
+    from inference_api.pool import DetectorPool
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    images: ImageStore
+    pool: DetectorPool
+    metrics: Metrics
+    detector: Any | None = None
+    """A `model.runtime.Detector` once loaded; None until then (or if loading failed)."""
+    detector_error: str | None = None
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.envwatch
+
+
+def get_detector(state: Annotated[AppState, Depends(get_state)]) -> Any:
+    """The loaded detector, or 503 while it is not (the model failed to load or is loading)."""
+    if state.detector is None:
+        raise ApiError(
+            503,
+            "model_not_ready",
+            f"the detector is not loaded: {state.detector_error or 'still loading'}",
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        )
+    return state.detector
+
+
+def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Session]:
+    """A session for the request; routes that write commit explicitly (see `store`)."""
+    with state.sessions() as session:
+        yield session
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SessionDep = Annotated[Session, Depends(get_session)]
+DetectorDep = Annotated[Any, Depends(get_detector)]

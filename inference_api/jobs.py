@@ -1,0 +1,306 @@
+"""Batch jobs: score every photo of a server folder or an uploaded zip, in the background.
+
+A job is one inspection. Creating it lists the files as `JobItem` rows; a single runner thread
+then scores them one by one, and commits each item's results together with its pending → done
+move (a compare-and-set), so after a crash or restart the runner resumes at the first pending
+item and nothing is recorded twice. Cancelling stops the runner before the next item.
+
+Zips are hostile input: entries with absolute paths, `..`, or links are refused, and so are
+archives whose entry count, total expanded size or per-entry compression ratio exceed the limits
+(zip bombs); extraction also counts the bytes actually produced rather than trusting headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import stat
+import threading
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from sqlalchemy import select, update
+
+from inference_api import services
+from inference_api.auth import Principal
+from inference_api.db import transaction
+from inference_api.deps import AppState
+from inference_api.errors import ApiError
+from inference_api.models import Inspection, Job, JobItem, utcnow
+
+log = logging.getLogger("envwatch.jobs")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+ACTIVE = ("queued", "running")
+
+
+def _unsafe(message: str) -> ApiError:
+    return ApiError(422, "unsafe_archive", message)
+
+
+def safe_members(archive: zipfile.ZipFile, max_entries: int, max_total: int, max_ratio: float) -> list[zipfile.ZipInfo]:
+    """The archive's image files, after refusing traversal, links and zip bombs (422 `unsafe_archive`)."""
+    infos = archive.infolist()
+    if len(infos) > max_entries:
+        raise _unsafe(f"the zip has {len(infos)} entries, more than {max_entries}")
+    total = 0
+    members = []
+    for info in infos:
+        name = info.filename.replace("\\", "/")
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+            raise _unsafe(f"the zip entry {info.filename!r} points outside the archive")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise _unsafe(f"the zip entry {info.filename!r} is a link")
+        if info.is_dir():
+            continue
+        total += info.file_size
+        if total > max_total:
+            raise _unsafe(f"the zip expands to more than {max_total} bytes")
+        if info.file_size > 1_000_000 and info.file_size / max(info.compress_size, 1) > max_ratio:
+            raise _unsafe(f"the zip entry {info.filename!r} is compressed more than {max_ratio:.0f}:1 (zip bomb?)")
+        if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES and not PurePosixPath(name).name.startswith("."):
+            members.append(info)
+    return members
+
+
+def extract(
+    stream: BinaryIO, target: Path, max_entries: int, max_total: int, max_ratio: float
+) -> list[tuple[str, Path]]:
+    """Safely extract the zip's images into `target`; (name in the zip, extracted path) per image.
+
+    Files get generated names (never the archive's), are written to `<target>.part` and renamed
+    into place at the end, so a refused or broken zip leaves nothing behind.
+    """
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile as exc:
+        raise ApiError(422, "invalid_archive", f"not a readable zip file: {exc}") from None
+    staging = target.with_name(target.name + ".part")
+    with archive:
+        members = safe_members(archive, max_entries, max_total, max_ratio)
+        staging.mkdir(parents=True)
+        written_total = 0
+        files = []
+        try:
+            for index, info in enumerate(members):
+                name = info.filename.replace("\\", "/")
+                out = staging / f"{index:06d}{PurePosixPath(name).suffix.lower()}"
+                with archive.open(info) as source, out.open("wb") as sink:
+                    while chunk := source.read(1 << 20):
+                        written_total += len(chunk)
+                        if written_total > max_total:
+                            raise _unsafe(f"the zip expands to more than {max_total} bytes")
+                        sink.write(chunk)
+                files.append((name, target / out.name))
+            staging.rename(target)
+        except (zipfile.BadZipFile, EOFError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ApiError(422, "invalid_archive", f"the zip is corrupt: {exc}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return files
+
+
+def create_job(
+    state: AppState,
+    principal: Principal,
+    kind: str,
+    source: str,
+    files: list[tuple[str, Path]],
+    meta: services.InspectionMeta,
+    conf: float | None,
+) -> int:
+    """The job, its inspection and one pending item per file, in one transaction."""
+    if not files:
+        raise ApiError(422, "no_images", f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+    with transaction(state.sessions) as session:
+        inspection = Inspection(
+            inspector=meta.inspector,
+            region=meta.region,
+            township=meta.township,
+            village=meta.village,
+            note=meta.note,
+            created_by=principal.name,
+            created_at=utcnow(),
+        )
+        session.add(inspection)
+        session.flush()
+        job = Job(
+            kind=kind,
+            source=source,
+            status="queued",
+            inspection_id=inspection.id,
+            conf=conf,
+            total=len(files),
+            processed=0,
+            failed=0,
+            created_by=principal.name,
+            created_at=utcnow(),
+        )
+        session.add(job)
+        session.flush()
+        session.add_all(
+            JobItem(job_id=job.id, position=i, name=name, path=str(path), status="pending")
+            for i, (name, path) in enumerate(files)
+        )
+        return job.id
+
+
+def folder_files(folder: Path, root: Path) -> list[tuple[str, Path]]:
+    """Images under `folder`, skipping hidden files and links that lead outside `root`."""
+    root = root.resolve()
+    return [
+        (str(p.relative_to(folder)), p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.startswith(".")
+        and p.resolve().is_relative_to(root)
+    ]
+
+
+def zip_job_dir(state: AppState) -> Path:
+    return state.images.root.parent / "jobs" / uuid.uuid4().hex
+
+
+def cancel(state: AppState, job_id: int) -> None:
+    with transaction(state.sessions) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        moved = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(ACTIVE))
+            .values(status="cancelled", finished_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise ApiError(409, "job_finished", f"job {job_id} is already {job.status}")
+
+
+class JobRunner:
+    """One background thread working through pending items of active jobs, oldest job first."""
+
+    def __init__(self, state: AppState, poll_s: float = 0.5) -> None:
+        self.state, self.poll_s = state, poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="envwatch-jobs", daemon=True)
+        self._current: int | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def sweep(self, job_ids: list[int] | None = None) -> None:
+        """Delete the extracted files of finished zip jobs (all of them when `job_ids` is None).
+
+        Only the runner deletes, and only jobs it is not working on, so no file vanishes mid-read.
+        """
+        jobs_dir = (self.state.images.root.parent / "jobs").resolve()
+        with self.state.sessions() as session:
+            query = select(Job.id).where(Job.kind == "zip", Job.status.not_in(ACTIVE))
+            if job_ids is not None:
+                query = query.where(Job.id.in_(job_ids))
+            for job_id in session.scalars(query).all():
+                first = session.scalar(select(JobItem.path).where(JobItem.job_id == job_id).limit(1))
+                folder = Path(first).parent.resolve() if first else None
+                if folder and folder.parent == jobs_dir and folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("sweeping finished jobs failed")
+        while not self._stop.is_set():
+            try:
+                worked = self.step()
+            except Exception:
+                log.exception("job step failed")
+                worked = False
+            if not worked:
+                self._stop.wait(self.poll_s)
+
+    def step(self) -> bool:
+        """Score the next pending item of the oldest active job; False when there is nothing to do."""
+        state = self.state
+        if state.detector is None:
+            return False
+        with state.sessions() as session:
+            job = session.scalar(select(Job).where(Job.status.in_(ACTIVE)).order_by(Job.id).limit(1))
+        if self._current is not None and (job is None or job.id != self._current):
+            self.sweep([self._current])  # the job worked on last has ended (done or cancelled)
+        self._current = job.id if job is not None else None
+        if job is None:
+            return False
+        with state.sessions() as session:
+            item = session.scalar(
+                select(JobItem)
+                .where(JobItem.job_id == job.id, JobItem.status == "pending")
+                .order_by(JobItem.position)
+                .limit(1)
+            )
+        if item is None:
+            with transaction(state.sessions) as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.status.in_(ACTIVE))
+                    .values(status="done", finished_at=utcnow())
+                )
+            log.info("job done", extra={"job": job.id})
+            return True
+        if job.status == "queued":
+            with transaction(state.sessions) as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.status == "queued")
+                    .values(status="running", started_at=utcnow())
+                )
+        self._score(job, item)
+        return True
+
+    def _score(self, job: Job, item: JobItem) -> None:
+        state = self.state
+        try:
+            with open(item.path, "rb") as handle:
+                upload = services.read_upload(item.name, handle, state.settings.max_upload_bytes)
+        except OSError as exc:
+            upload = services.Upload(
+                item.name, error=services.FileError(file=item.name, code="unreadable", message=str(exc))
+            )
+        analysed = state.pool.run_waiting(services.analyse, [upload], state.detector, state.settings, job.conf)[0]
+        created = [analysed.sha256] if analysed.ok and state.images.put(analysed.sha256, analysed.data) else []
+        try:
+            with transaction(state.sessions) as session:
+                claimed = session.execute(
+                    update(JobItem)
+                    .where(JobItem.id == item.id, JobItem.status == "pending")
+                    .values(
+                        status="done" if analysed.ok else "error",
+                        error_message=analysed.error.message if analysed.error else None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    return  # another runner recorded it first
+                raised = services.add_file_rows(
+                    session, state, job.inspection_id, item.position, analysed, job.created_by, utcnow()
+                )
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job.id)
+                    .values(processed=Job.processed + 1, failed=Job.failed + (0 if analysed.ok else 1))
+                    .execution_options(synchronize_session=False)
+                )
+        except BaseException:
+            services.discard_unreferenced(state, created)
+            raise
+        for finding in raised:
+            state.metrics.detections.labels(finding.type).inc()

@@ -1,0 +1,100 @@
+"""Findings as files for GIS and spreadsheets: `/v1/findings.geojson` and `/v1/findings.csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from inference_api import presenters, store
+from inference_api.auth import Reader
+from inference_api.deps import SessionDep
+from inference_api.errors import AUTH, responses
+from inference_api.routes.findings import FilterDep
+
+router = APIRouter(prefix="/v1", tags=["exports"])
+
+MAX_EXPORT = 100_000
+"""Rows per export; more are cut (the `X-Total-Count` header says how many matched)."""
+
+CSV_COLUMNS = [
+    "id",
+    "inspection_id",
+    "image_id",
+    "type",
+    "label",
+    "score",
+    "status",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "lat",
+    "lon",
+    "alt",
+    "captured_at",
+    "observed_at",
+    "region",
+    "township",
+    "village",
+    "model_version",
+    "created_at",
+    "updated_at",
+]
+
+
+@router.get(
+    "/findings.geojson",
+    responses={
+        200: {"content": {"application/geo+json": {}}, "description": "FeatureCollection of Points"},
+        **responses(*AUTH, 422),
+    },
+)
+def findings_geojson(
+    session: SessionDep, _: Reader, where: FilterDep, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT
+) -> Response:
+    """Geotagged findings (EXIF GPS) as GeoJSON Points ([lon, lat, alt?]); findings without GPS are left out."""
+    geo = store.FindingFilter(**{**where.__dict__, "geotagged": True})
+    total, rows = store.list_findings(session, geo, limit, 0)
+    features: list[dict[str, Any]] = []
+    for finding in rows:
+        out = presenters.finding_out(finding)
+        coords = [finding.lon, finding.lat] + ([finding.alt] if finding.alt is not None else [])
+        props = out.model_dump(mode="json", exclude={"gps"})
+        features.append(
+            {
+                "type": "Feature",
+                "id": finding.id,
+                "geometry": {"type": "Point", "coordinates": coords},
+                "properties": props,
+            }
+        )
+    import json
+
+    body = json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False)
+    return Response(body, media_type="application/geo+json", headers={"X-Total-Count": str(total)})
+
+
+@router.get(
+    "/findings.csv",
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per finding"}, **responses(*AUTH, 422)},
+)
+def findings_csv(
+    session: SessionDep, _: Reader, where: FilterDep, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT
+) -> Response:
+    """Findings as CSV (UTF-8 with BOM so spreadsheet programs read Chinese place names correctly)."""
+    total, rows = store.list_findings(session, where, limit, 0)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for finding in rows:
+        out = presenters.finding_out(finding).model_dump(mode="json")
+        flat = {**out, **out["box"], **(out["gps"] or {})}
+        writer.writerow(flat)
+    return Response(
+        "\ufeff" + buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"X-Total-Count": str(total), "Content-Disposition": 'attachment; filename="findings.csv"'},
+    )

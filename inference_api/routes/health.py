@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics (unauthenticated, for orchestrators and scrapers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from inference_api import db
+from inference_api.deps import StateDep
+from inference_api.schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive and serving HTTP; says nothing about model or database."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "Not ready"}})
+def readyz(state: StateDep) -> Response:
+    """Ready when the model is loaded and the database answers; 503 (with the reason) otherwise."""
+    model_loaded = state.detector is not None
+    database = db.ping(state.engine)
+    problems = []
+    if not model_loaded:
+        problems.append(f"model not loaded: {state.detector_error or 'loading'}")
+    if not database:
+        problems.append("database unreachable")
+    body = Health(
+        status="ok" if not problems else "unavailable",
+        model_loaded=model_loaded,
+        database=database,
+        model_version=getattr(state.detector, "version", None),
+        detail="; ".join(problems) or None,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if not problems else 503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

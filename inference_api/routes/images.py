@@ -1,0 +1,72 @@
+"""`/v1/images/{id}`: stored photos, their metadata, and the photo with findings drawn on it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
+
+from inference_api import presenters, services, store
+from inference_api.auth import Reader
+from inference_api.deps import SessionDep, StateDep
+from inference_api.errors import AUTH, ApiError, responses
+from inference_api.models import Image
+from inference_api.pool import Overloaded
+from inference_api.routes.inspections import _overloaded
+from inference_api.schemas import ImageOut
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+
+def _image(session: Session, image_id: int) -> Image:
+    image = store.get_image(session, image_id)
+    if image is None:
+        raise ApiError(404, "not_found", f"no image {image_id}")
+    return image
+
+
+@router.get("/{image_id}", response_model=ImageOut, responses=responses(*AUTH, 404, 422))
+def get_image(image_id: int, session: SessionDep, _: Reader) -> ImageOut:
+    return presenters.image_out(_image(session, image_id))
+
+
+@router.get(
+    "/{image_id}/original",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The bytes as uploaded"},
+        **responses(*AUTH, 404, 422),
+    },
+)
+def get_original(image_id: int, session: SessionDep, state: StateDep, _: Reader) -> Response:
+    image = _image(session, image_id)
+    data = state.images.read(image.sha256)
+    kind = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else None
+    return Response(
+        data,
+        media_type=kind or "application/octet-stream",
+        headers={"ETag": f'"{image.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
+    )
+
+
+@router.get(
+    "/{image_id}/annotated.jpg",
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The photo with finding boxes drawn"},
+        **responses(*AUTH, 404, 422, 503),
+    },
+)
+def get_annotated(image_id: int, session: SessionDep, state: StateDep, _: Reader) -> Response:
+    """Boxes of the findings raised on this photo, or, for a follow-up photo, of the problems still seen on it."""
+    image = _image(session, image_id)
+    boxes: list[tuple[str, float, tuple[float, float, float, float]]] = [
+        (f.type, f.score, (f.x1, f.y1, f.x2, f.y2)) for f in store.findings_on_image(session, image_id)
+    ]
+    for event in store.events_with_image(session, image_id):
+        for p in event.followup or []:
+            b = p["box"]
+            boxes.append((p["type"], p["score"], (b["x1"], b["y1"], b["x2"], b["y2"])))
+    data = state.images.read(image.sha256)
+    try:
+        jpeg = state.pool.run(services.annotate, data, image.sha256, boxes, state.settings)
+    except Overloaded as exc:
+        raise _overloaded(state, exc) from exc
+    return Response(jpeg, media_type="image/jpeg")

@@ -1,0 +1,45 @@
+"""`/v1/model`: which detector is serving, its labels and shipped thresholds, and the problem taxonomy."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from inference_api.auth import Reader
+from inference_api.deps import DetectorDep
+from inference_api.errors import AUTH, responses
+from model.taxonomy import PROBLEM_TYPES, problem_for_label
+
+router = APIRouter(prefix="/v1", tags=["model"])
+
+
+class LabelOut(BaseModel):
+    key: str
+    problem: str | None
+    threshold: float | None
+
+
+class ProblemTypeOut(BaseModel):
+    key: str
+    name_zh: str
+    name_en: str
+    detectable: bool
+
+
+class ModelOut(BaseModel):
+    version: str
+    labels: list[LabelOut]
+    problem_types: list[ProblemTypeOut]
+
+
+@router.get("/model", response_model=ModelOut, responses=responses(*AUTH, 503))
+def model_info(_: Reader, detector: DetectorDep) -> ModelOut:
+    """What a client needs to interpret findings: model version, labels → problems, thresholds."""
+    return ModelOut(
+        version=str(detector.version),
+        labels=[
+            LabelOut(key=name, problem=problem_for_label(name), threshold=detector.thresholds.get(name))
+            for name in detector.names
+        ],
+        problem_types=[ProblemTypeOut(**vars(p)) for p in PROBLEM_TYPES],
+    )

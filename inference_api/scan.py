@@ -1,0 +1,192 @@
+"""`envwatch scan PATH...`: find candidate problems in photos on disk, without the service.
+
+Paths may be files, folders (walked recursively for image suffixes) or glob patterns, which we
+expand ourselves so quoted patterns and `**` work the same in every shell. Photos are read and
+detected one batch at a time and every image's result is written as soon as it is known, so a
+10,000-photo folder needs the memory of one batch and an interrupted scan keeps what it wrote.
+
+One value, `ScanResult`, carries each image from the detector to the writers (scan_formats.py):
+either its `Detections` and the problems raised from them, or the reason it could not be read.
+Two thresholds are at play on purpose. `--conf` only changes which *detections* are reported
+(for people looking at what the model sees below its shipped operating point); *problems* always
+use the thresholds shipped in the model, because those were chosen on held-out data and a problem
+list must not depend on a viewing option. So we detect once at the lower of the two and filter.
+Greedy NMS never lets a weaker box remove a stronger one, so detecting lower does not change the
+boxes kept above the shipped thresholds.
+
+Boxes are in pixels of the image as a person sees it: EXIF orientation is applied before
+detection, and `width`/`height` are those of the upright image.
+
+Output formats and the CSV schema are described in scan_formats.py and docs/scan.md.
+Exit codes: 0 when the scan ran to the end (unreadable photos are reported per image, not fatal),
+2 for usage errors (no photo matched, bad option, unusable model), 130 when interrupted, 141 when
+the reader of stdout goes away (`| head`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from inference_api.scan_formats import WRITERS, open_output
+from model.detections import Detections
+from model.images import ImageError, LoadedImage, load_image_file
+from model.problems import Problem, problems_from
+from model.runtime import Detector
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+GLOB_CHARS = frozenset("*?[")
+
+
+class UsageError(Exception):
+    """The command cannot run as given; reported on stderr with exit code 2."""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What the scan found in one image, or why it could not look (`error` set, nothing else)."""
+
+    image: str
+    model: str
+    width: int = 0
+    height: int = 0
+    detections: Detections | None = None
+    """Boxes reported to the user: above --conf, or above the shipped thresholds without it."""
+    problems: list[Problem] = field(default_factory=list)
+    """Always from the shipped thresholds, whatever --conf is."""
+    gps: dict | None = None
+    captured_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def collect_paths(arguments: Iterable[str]) -> list[Path]:
+    """The photos named by `arguments`, in argument order, each argument's matches sorted, no repeats.
+
+    A file named outright is always scanned (if it is no photo, the scan says so); files found by
+    walking a folder or expanding a glob are kept only when their suffix is an image suffix, so
+    sidecar files (labels, XMP, thumbnails databases) in a photo folder are not reported as errors.
+    """
+    found: dict[Path, None] = {}
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_file():
+            found.setdefault(path, None)
+        elif path.is_dir():
+            found.update(dict.fromkeys(_image_files(path)))
+        elif GLOB_CHARS & set(argument):
+            for match in sorted(Path(m) for m in glob.glob(argument, recursive=True)):
+                if match.is_dir():
+                    found.update(dict.fromkeys(_image_files(match)))
+                elif match.suffix.lower() in IMAGE_SUFFIXES:
+                    found.setdefault(match, None)
+    return list(found)
+
+
+def _batches(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(paths), size):
+        yield paths[start : start + size]
+
+
+def _load(path: Path) -> LoadedImage | str:
+    """The decoded photo, or the reason it cannot be used (without the path, which the result names)."""
+    try:
+        return load_image_file(path)
+    except ImageError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    except OSError as exc:
+        return f"cannot read file ({exc.strerror or exc})"
+
+
+def scan(paths: Sequence[Path], detector: Detector, conf: float | None = None, batch: int = 8) -> Iterator[ScanResult]:
+    """Yield one `ScanResult` per path, in order, holding only one batch of decoded photos at a time."""
+    shipped = detector.thresholds
+    reported = dict.fromkeys(detector.names, conf) if conf is not None else shipped
+    detect_conf = min([conf, *shipped.values()]) if conf is not None else None
+    for chunk in _batches(paths, batch):
+        loaded = [_load(path) for path in chunk]
+        photos = [item for item in loaded if isinstance(item, LoadedImage)]
+        found = iter(detector.detect([photo.pixels for photo in photos], conf=detect_conf, batch_size=batch))
+        for path, item in zip(chunk, loaded, strict=True):
+            if isinstance(item, str):
+                yield ScanResult(str(path), detector.version, error=item)
+                continue
+            detections = next(found)
+            yield ScanResult(
+                image=str(path),
+                model=detector.version,
+                width=item.width,
+                height=item.height,
+                detections=detections.with_min_scores(reported),
+                problems=problems_from(detections, shipped),
+                gps=item.gps,
+                captured_at=item.captured_at,
+                warnings=item.warnings,
+            )
+
+
+def _check(args: argparse.Namespace) -> list[Path]:
+    if args.conf is not None and not 0 <= args.conf <= 1:
+        raise UsageError(f"--conf must be between 0 and 1, not {args.conf}")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    paths = collect_paths(args.paths)
+    if not paths:
+        raise UsageError(f"no photos matched {' '.join(args.paths)} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
+
+
+def _load_detector(path: Path | None) -> Detector:
+    try:
+        return Detector.load(path)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{exc}: pass --model PATH") from None
+    except Exception as exc:  # onnxruntime raises its own types for files that are no model
+        raise UsageError(f"cannot use model: {exc}") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        paths = _check(args)
+        detector = _load_detector(args.model)
+        output = open_output(args.out)
+    except (UsageError, OSError) as exc:
+        print(f"envwatch scan: {exc}", file=sys.stderr)
+        return 2
+    images = problems = errors = 0
+    progress = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not args.progress)
+    writer = WRITERS[args.format](output)
+    try:
+        for result in scan(paths, detector, args.conf, args.batch):
+            images += 1
+            problems += len(result.problems)
+            if result.error:
+                errors += 1
+                progress.write(f"envwatch scan: skipped {result.image}: {result.error}", file=sys.stderr)
+            writer.write(result)
+            progress.update()
+    except KeyboardInterrupt:
+        print(f"envwatch scan: interrupted after {images} of {len(paths)} images", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of stdout (e.g. `| head`) stopped: finish quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        writer.close()
+        progress.close()
+        if output is not sys.stdout:
+            output.close()
+    print(f"envwatch scan: {images} images, {problems} problems, {errors} errors", file=sys.stderr)
+    return 0

@@ -1,0 +1,425 @@
+"""What the endpoints do, apart from HTTP: score uploads, store them, move findings through review.
+
+Two phases per upload, on purpose: `analyse` (decode + detect; CPU-heavy; runs on the bounded
+detector pool, touches neither disk nor database) and `persist_*` (writes image files atomically,
+then every row in one transaction; removes the files it created if the transaction fails). So
+a failure at any point leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inference_api import store, webhooks
+from inference_api.auth import Principal
+from inference_api.db import transaction
+from inference_api.deps import AppState
+from inference_api.errors import ApiError
+from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, utcnow
+from inference_api.schemas import FileError, Status
+from inference_api.settings import Settings
+
+log = logging.getLogger("envwatch.service")
+
+MAX_FINDINGS_PER_IMAGE = 100
+"""Highest-scoring problems kept per image, so a low `conf` cannot flood the ledger."""
+DETECT_BATCH = 4
+"""Images per detector call: amortises inference while bounding the tensor memory of one call."""
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.candidate: frozenset({Status.confirmed, Status.dismissed}),
+    Status.confirmed: frozenset({Status.rectification_ordered}),
+    Status.rectification_ordered: frozenset({Status.rectified}),
+    # A failed re-check sends the finding back for another rectification.
+    Status.rectified: frozenset({Status.closed, Status.rectification_ordered}),
+    Status.dismissed: frozenset(),
+    Status.closed: frozenset(),
+}
+
+
+@dataclass
+class Upload:
+    """One uploaded file, read with a size cap; `error` is set when it was rejected before decoding."""
+
+    name: str
+    data: bytes = b""
+    error: FileError | None = None
+
+
+@dataclass
+class Analysed:
+    name: str
+    data: bytes = b""
+    error: FileError | None = None
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    gps: dict[str, Any] | None = None
+    captured_at: datetime | None = None
+    detections: int = 0
+    problems: list[Any] = field(default_factory=list)
+    model_version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class InspectionMeta:
+    inspector: str | None = None
+    region: str | None = None
+    township: str | None = None
+    village: str | None = None
+    note: str | None = None
+    client_id: str | None = None
+
+
+def read_upload(name: str | None, stream: BinaryIO, max_bytes: int) -> Upload:
+    """Read at most `max_bytes` + 1 bytes, so an oversized file is recognised without being held whole."""
+    filename = (name or "(unnamed)")[:300]
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        return Upload(
+            filename,
+            error=FileError(
+                file=filename, code="too_large", message=f"the file is larger than the limit of {max_bytes} bytes"
+            ),
+        )
+    if not data:
+        return Upload(filename, error=FileError(file=filename, code="empty", message="the file is empty (zero bytes)"))
+    return Upload(filename, data)
+
+
+def _aware(value: datetime | None, zone: str) -> datetime | None:
+    """EXIF times carry no zone; cameras record local time, so attach the configured one."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(zone))
+
+
+def analyse(uploads: list[Upload], detector: Any, settings: Settings, conf: float | None) -> list[Analysed]:
+    """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch."""
+    from model.images import ImageError, load_image
+    from model.problems import problems_from
+
+    results: list[Analysed] = []
+    decoded: list[tuple[Analysed, Any]] = []
+    for upload in uploads:
+        if upload.error is not None:
+            results.append(Analysed(upload.name, error=upload.error))
+            continue
+        try:
+            loaded = load_image(upload.data, upload.name, settings.max_pixels, settings.max_upload_bytes)
+        except ImageError as exc:
+            results.append(
+                Analysed(upload.name, error=FileError(file=upload.name, code="invalid_image", message=str(exc)))
+            )
+            continue
+        except Exception as exc:  # a decoder bug must not fail the other files
+            log.warning("image failed to load", extra={"file": upload.name, "error": repr(exc)})
+            results.append(
+                Analysed(
+                    upload.name,
+                    error=FileError(
+                        file=upload.name, code="invalid_image", message=f"the image could not be read: {exc}"
+                    ),
+                )
+            )
+            continue
+        item = Analysed(
+            upload.name,
+            upload.data,
+            sha256=loaded.sha256,
+            width=int(loaded.width),
+            height=int(loaded.height),
+            gps=loaded.gps,
+            captured_at=_aware(loaded.captured_at, settings.exif_timezone),
+            model_version=str(detector.version),
+            warnings=list(getattr(loaded, "warnings", []) or []),
+        )
+        results.append(item)
+        decoded.append((item, loaded.pixels))
+    for start in range(0, len(decoded), DETECT_BATCH):
+        chunk = decoded[start : start + DETECT_BATCH]
+        outputs = detector.detect([pixels for _, pixels in chunk], conf=conf)
+        for (item, _), detections in zip(chunk, outputs, strict=True):
+            item.detections = len(detections)
+            problems = sorted(problems_from(detections), key=lambda p: -float(p.score))
+            item.problems = problems[:MAX_FINDINGS_PER_IMAGE]
+    return results
+
+
+def _store_files(state: AppState, analysed: list[Analysed]) -> list[str]:
+    created = []
+    for item in analysed:
+        if item.ok and state.images.put(item.sha256, item.data):
+            created.append(item.sha256)
+    return created
+
+
+def discard_unreferenced(state: AppState, created: list[str]) -> None:
+    """After a failed transaction: remove the image files this request created that no row references."""
+    if not created:
+        return
+    with state.sessions() as session:
+        for sha in created:
+            if store.image_by_sha(session, sha) is None:
+                state.images.discard(sha)
+
+
+def _image_row(state: AppState, item: Analysed) -> Image:
+    gps = item.gps or {}
+    return Image(
+        sha256=item.sha256,
+        path=state.images.relative_path(item.sha256),
+        bytes=len(item.data),
+        width=item.width,
+        height=item.height,
+        lat=gps.get("lat"),
+        lon=gps.get("lon"),
+        alt=gps.get("alt"),
+        captured_at=item.captured_at,
+        created_at=utcnow(),
+    )
+
+
+def _problem_dict(problem: Any) -> dict[str, Any]:
+    x1, y1, x2, y2 = (float(v) for v in problem.box)
+    return {
+        "type": str(problem.type),
+        "label": str(problem.label),
+        "score": round(float(problem.score), 4),
+        "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+    }
+
+
+def add_file_rows(
+    session: Session, state: AppState, inspection_id: int, position: int, item: Analysed, actor: str, now: datetime
+) -> list[Finding]:
+    """Rows for one analysed file of an inspection: its image (once per sha256), file result, findings."""
+    if not item.ok:
+        assert item.error is not None
+        session.add(
+            InspectionFile(
+                inspection_id=inspection_id,
+                position=position,
+                filename=item.name,
+                error_code=item.error.code,
+                error_message=item.error.message,
+            )
+        )
+        return []
+    image = store.add_image(session, _image_row(state, item))
+    session.add(
+        InspectionFile(
+            inspection_id=inspection_id,
+            position=position,
+            filename=item.name,
+            image_id=image.id,
+            model_version=item.model_version,
+            detections=item.detections,
+            warnings=item.warnings or None,
+        )
+    )
+    gps = item.gps or {}
+    raised = []
+    for problem in item.problems:
+        x1, y1, x2, y2 = (float(v) for v in problem.box)
+        finding = Finding(
+            inspection_id=inspection_id,
+            image_id=image.id,
+            type=str(problem.type),
+            label=str(problem.label),
+            score=float(problem.score),
+            x1=x1,
+            y1=y1,
+            x2=x2,
+            y2=y2,
+            lat=gps.get("lat"),
+            lon=gps.get("lon"),
+            alt=gps.get("alt"),
+            captured_at=item.captured_at,
+            observed_at=item.captured_at or now,
+            model_version=item.model_version,
+            status=Status.candidate.value,
+            created_at=now,
+            updated_at=now,
+        )
+        finding.events.append(
+            FindingEvent(
+                from_status=None,
+                to_status=Status.candidate.value,
+                actor=actor,
+                at=now,
+                note=f"raised by detector {item.model_version}",
+                model_version=item.model_version,
+            )
+        )
+        session.add(finding)
+        raised.append(finding)
+    return raised
+
+
+def persist_inspection(
+    state: AppState, principal: Principal, meta: InspectionMeta, analysed: list[Analysed]
+) -> tuple[int, bool]:
+    """Store images and rows for one upload in one transaction; returns (inspection id, created).
+
+    With a `client_id` another request committed first, returns that inspection's id and False
+    (the idempotent replay), having written nothing.
+    """
+    created = _store_files(state, analysed)
+    raised: list[Finding] = []
+    try:
+        with transaction(state.sessions) as session:
+            now = utcnow()
+            inspection = Inspection(
+                client_id=meta.client_id,
+                inspector=meta.inspector,
+                region=meta.region,
+                township=meta.township,
+                village=meta.village,
+                note=meta.note,
+                created_by=principal.name,
+                created_at=now,
+            )
+            session.add(inspection)
+            session.flush()
+            for position, item in enumerate(analysed):
+                raised += add_file_rows(session, state, inspection.id, position, item, principal.name, now)
+            session.flush()
+            inspection_id = inspection.id
+            webhooks.enqueue(
+                session,
+                state.settings,
+                "inspection.created",
+                {
+                    "inspection_id": inspection_id,
+                    "region": meta.region,
+                    "township": meta.township,
+                    "village": meta.village,
+                    "created_by": principal.name,
+                    "files": len(analysed),
+                    "rejected": sum(not item.ok for item in analysed),
+                    "findings": [
+                        {"id": f.id, "type": f.type, "score": round(f.score, 4), "image_id": f.image_id} for f in raised
+                    ],
+                },
+            )
+    except IntegrityError:
+        discard_unreferenced(state, created)
+        if meta.client_id is not None:
+            with state.sessions() as session:
+                existing = store.inspection_by_client_id(session, meta.client_id)
+            if existing is not None:
+                return existing.id, False
+        raise
+    except BaseException:
+        discard_unreferenced(state, created)
+        raise
+    for finding in raised:  # counted only once committed
+        state.metrics.detections.labels(finding.type).inc()
+    return inspection_id, True
+
+
+def transition(
+    state: AppState,
+    principal: Principal,
+    finding_id: int,
+    to: Status,
+    note: str | None,
+    followup: Analysed | None = None,
+) -> None:
+    """Move a finding to `to`, recording who, when and why; 404 unknown, 409 not allowed from here."""
+    created = _store_files(state, [followup]) if followup is not None else []
+    try:
+        with transaction(state.sessions) as session:
+            finding = store.get_finding(session, finding_id)
+            if finding is None:
+                raise ApiError(404, "not_found", f"no finding {finding_id}")
+            current = Status(finding.status)
+            if to not in TRANSITIONS[current]:
+                allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none (final state)"
+                raise ApiError(
+                    409,
+                    "invalid_transition",
+                    f"a finding cannot go from {current.value} to {to.value}; allowed from {current.value}: {allowed}",
+                )
+            if not store.compare_and_set_status(session, finding_id, current.value, to.value):
+                raise ApiError(409, "concurrent_change", "the finding was changed by someone else; reload and retry")
+            event = FindingEvent(
+                finding_id=finding_id,
+                from_status=current.value,
+                to_status=to.value,
+                actor=principal.name,
+                note=note,
+                at=utcnow(),
+            )
+            if followup is not None:
+                image = store.add_image(session, _image_row(state, followup))
+                event.image_id = image.id
+                event.followup = [_problem_dict(p) for p in followup.problems]
+                event.model_version = followup.model_version
+            session.add(event)
+            webhooks.enqueue(
+                session,
+                state.settings,
+                "finding.transitioned",
+                {
+                    "finding_id": finding_id,
+                    "type": finding.type,
+                    "from": current.value,
+                    "to": to.value,
+                    "actor": principal.name,
+                    "note": note,
+                    "followup_image_id": event.image_id,
+                },
+            )
+    except BaseException:
+        discard_unreferenced(state, created)
+        raise
+
+
+def annotate(
+    data: bytes, name: str, boxes: list[tuple[str, float, tuple[float, float, float, float]]], settings: Settings
+) -> bytes:
+    """The image (EXIF orientation applied, as the boxes are) with `boxes` drawn, as JPEG bytes."""
+    import cv2
+
+    from model.images import load_image
+
+    pixels = load_image(data, name, settings.max_pixels, max(settings.max_upload_bytes, len(data))).pixels.copy()
+    colours = {"burning": (0, 0, 255), "overflowing_garbage": (0, 165, 255), "exposed_garbage": (0, 255, 255)}
+    thickness = max(2, round(max(pixels.shape[:2]) / 400))
+    for label, score, (x1, y1, x2, y2) in boxes:
+        colour = colours.get(label, (255, 255, 0))
+        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
+        cv2.rectangle(pixels, p1, p2, colour, thickness)
+        text = f"{label} {score:.2f}"
+        scale = thickness / 3
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
+        top = max(p1[1] - th - base, 0)
+        cv2.rectangle(pixels, (p1[0], top), (p1[0] + tw, top + th + base), colour, -1)
+        cv2.putText(
+            pixels,
+            text,
+            (p1[0], top + th),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            max(1, thickness // 2),
+            cv2.LINE_AA,
+        )
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return encoded.tobytes()

@@ -1,0 +1,86 @@
+"""Every knob of the inspection service, in one pydantic-settings class.
+
+One class (rather than settings scattered over modules) so that `ENVWATCH_*` environment
+variables are the single, documented way to configure a deployment, and tests can start a
+server with nothing but environment variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "envwatch-v1.onnx"
+"""The model the package ships; the default when `ENVWATCH_MODEL_PATH` is not set."""
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field reads `ENVWATCH_<FIELD NAME>` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ENVWATCH_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./var/envwatch.db",
+        description="SQLAlchemy URL; SQLite for the embedded default, postgresql+psycopg://... in production.",
+    )
+    data_dir: Path = Field(default=Path("./var/images"), description="Where uploaded images are kept by sha256.")
+    model_path: Path = Field(default=SHIPPED_MODEL, description="ONNX detector to load at startup.")
+
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted single file.")
+    max_request_bytes: int = Field(
+        default=200 * 1024 * 1024, gt=0, description="Largest accepted request body (Content-Length); 413 above it."
+    )
+    max_files: int = Field(default=32, gt=0, description="Most files in one inspection upload.")
+    max_pixels: int = Field(
+        default=60_000_000, gt=0, description="Largest accepted image area; guards against decompression bombs."
+    )
+
+    detect_workers: int = Field(default=1, gt=0, description="Detections run at the same time (threads).")
+    detect_queue: int = Field(default=8, ge=0, description="Detections allowed to wait; beyond that 503.")
+    retry_after_s: int = Field(default=5, gt=0, description="Retry-After sent with 503 when overloaded.")
+
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bootstrap admin API key; stored hashed under the name 'bootstrap-admin'."
+    )
+    create_local_admin: bool = Field(
+        default=True,
+        description="With no admin key configured and none in the database, create one on first start and log it.",
+    )
+
+    jobs_root: Path | None = Field(
+        default=None,
+        description="Server folder under which batch jobs may read folders (admin only); unset: folder jobs off.",
+    )
+    max_zip_entries: int = Field(default=10_000, gt=0, description="Most files in an uploaded zip.")
+    max_zip_uncompressed_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Most bytes a zip may expand to (zip bombs are refused)."
+    )
+    max_zip_ratio: float = Field(default=100.0, gt=1, description="Largest compression ratio of one zip entry.")
+
+    webhook_url: str | None = Field(
+        default=None, description="POSTed an HMAC-signed JSON event on new inspections and review transitions."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the X-Envwatch-Signature header of webhook deliveries."
+    )
+    webhook_max_attempts: int = Field(default=8, gt=0, description="Delivery attempts before giving up.")
+    webhook_backoff_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles per attempt, capped at 10 minutes."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one delivery attempt.")
+
+    exif_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="Time zone of EXIF capture times, which cameras record without one.",
+    )
+
+    log_level: str = Field(default="INFO", description="Level of the JSON logs written to stderr.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,185 @@
+"""Data access: every query the service runs, so routes and services hold no SQL.
+
+Functions take an open `Session` and leave committing to the caller, which is what lets an
+upload (images, inspection, files, findings, events) commit or roll back as one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from inference_api.models import ApiKey, Finding, FindingEvent, Image, Inspection, InspectionFile, utcnow
+
+# ---------------------------------------------------------------- API keys
+
+
+def active_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)))
+
+
+def create_key(session: Session, name: str, role: str, key_hash: str, prefix: str) -> ApiKey:
+    row = ApiKey(name=name, role=role, key_hash=key_hash, prefix=prefix, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def upsert_named_key(session: Session, name: str, role: str, key_hash: str, prefix: str) -> ApiKey:
+    """The active key called `name`, pointed at `key_hash` (replacing an earlier one of that name)."""
+    existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+    if existing is not None:
+        existing.revoked_at, existing.name, existing.role = None, name, role
+        return existing
+    for old in session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))):
+        old.revoked_at = utcnow()
+    return create_key(session, name, role, key_hash, prefix)
+
+
+def count_active_admins(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None))
+        )
+        or 0
+    )
+
+
+def list_keys(session: Session) -> Sequence[ApiKey]:
+    return session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+
+def get_key(session: Session, key_id: int) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_by_sha(session: Session, sha256: str) -> Image | None:
+    return session.scalar(select(Image).where(Image.sha256 == sha256))
+
+
+def get_image(session: Session, image_id: int) -> Image | None:
+    return session.get(Image, image_id)
+
+
+def add_image(session: Session, image: Image) -> Image:
+    """Insert `image`, or return the row another request inserted for the same sha256 meanwhile."""
+    existing = image_by_sha(session, image.sha256)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            session.add(image)
+            session.flush()
+        return image
+    except IntegrityError:
+        found = image_by_sha(session, image.sha256)
+        if found is None:
+            raise
+        return found
+
+
+# ---------------------------------------------------------------- inspections
+
+
+def _inspection_query() -> Select[Inspection]:
+    return select(Inspection).options(
+        selectinload(Inspection.files).selectinload(InspectionFile.image),
+        selectinload(Inspection.findings).selectinload(Finding.image),
+    )
+
+
+def get_inspection(session: Session, inspection_id: int) -> Inspection | None:
+    return session.scalar(_inspection_query().where(Inspection.id == inspection_id))
+
+
+def inspection_by_client_id(session: Session, client_id: str) -> Inspection | None:
+    return session.scalar(_inspection_query().where(Inspection.client_id == client_id))
+
+
+def list_inspections(session: Session, limit: int, offset: int) -> tuple[int, Sequence[Inspection]]:
+    total = session.scalar(select(func.count()).select_from(Inspection)) or 0
+    rows = session.scalars(_inspection_query().order_by(Inspection.id.desc()).limit(limit).offset(offset)).all()
+    return total, rows
+
+
+# ---------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    type: str | None = None
+    status: str | None = None
+    region: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    min_score: float | None = None
+    inspection_id: int | None = None
+    geotagged: bool = False
+
+    def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
+        query = query.join(Inspection, Finding.inspection_id == Inspection.id)
+        if self.type is not None:
+            query = query.where(Finding.type == self.type)
+        if self.status is not None:
+            query = query.where(Finding.status == self.status)
+        if self.region is not None:
+            query = query.where(Inspection.region == self.region)
+        if self.date_from is not None:
+            query = query.where(Finding.observed_at >= self.date_from)
+        if self.date_to is not None:
+            query = query.where(Finding.observed_at <= self.date_to)
+        if self.min_score is not None:
+            query = query.where(Finding.score >= self.min_score)
+        if self.inspection_id is not None:
+            query = query.where(Finding.inspection_id == self.inspection_id)
+        if self.geotagged:
+            query = query.where(Finding.lat.is_not(None), Finding.lon.is_not(None))
+        return query
+
+
+def list_findings(session: Session, where: FindingFilter, limit: int, offset: int) -> tuple[int, Sequence[Finding]]:
+    total = session.scalar(where.apply(select(func.count(Finding.id)).select_from(Finding))) or 0
+    query = where.apply(select(Finding)).options(selectinload(Finding.inspection))
+    rows = session.scalars(query.order_by(Finding.id).limit(limit).offset(offset)).all()
+    return total, rows
+
+
+def summary_counts(session: Session, where: FindingFilter) -> list[tuple[str | None, str, str, int]]:
+    query = where.apply(
+        select(Inspection.region, Finding.type, Finding.status, func.count(Finding.id)).select_from(Finding)
+    ).group_by(Inspection.region, Finding.type, Finding.status)
+    return [(region, type_, status, int(n)) for region, type_, status, n in session.execute(query)]
+
+
+def get_finding(session: Session, finding_id: int, with_history: bool = False) -> Finding | None:
+    options = [selectinload(Finding.inspection)]
+    if with_history:
+        options.append(selectinload(Finding.events))
+    return session.scalar(select(Finding).where(Finding.id == finding_id).options(*options))
+
+
+def findings_on_image(session: Session, image_id: int) -> Sequence[Finding]:
+    return session.scalars(select(Finding).where(Finding.image_id == image_id).order_by(Finding.id)).all()
+
+
+def events_with_image(session: Session, image_id: int) -> Sequence[FindingEvent]:
+    return session.scalars(select(FindingEvent).where(FindingEvent.image_id == image_id)).all()
+
+
+def compare_and_set_status(session: Session, finding_id: int, expected: str, new: str) -> bool:
+    """Move the finding from `expected` to `new`; False if someone else changed it first."""
+    result = session.execute(
+        update(Finding)
+        .where(Finding.id == finding_id, Finding.status == expected)
+        .values(status=new, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -1,0 +1,289 @@
+"""POST /v1/inspections end to end: scoring, storage by hash, idempotency, and every kind of bad file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
+from service_helpers import Server, Upload, with_exif
+
+from model.taxonomy import PROBLEMS_BY_KEY, problem_for_label
+
+MAX_UPLOAD = 1_500_000
+MAX_REQUEST = 6_000_000
+MAX_PIXELS = 30_000_000
+LOW_CONF = "0.001"
+"""Near-zero threshold: any detector raises some boxes here, which makes findings certain to exist."""
+
+
+@pytest.fixture(scope="module")
+def server(make_server: Callable[..., Server]) -> Server:
+    return make_server(
+        {
+            "ENVWATCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "ENVWATCH_MAX_REQUEST_BYTES": str(MAX_REQUEST),
+            "ENVWATCH_MAX_PIXELS": str(MAX_PIXELS),
+            "ENVWATCH_MAX_FILES": "8",
+        }
+    )
+
+
+def stored_files(server: Server) -> list[Path]:
+    """Every file under the server's data dir, temporary ones included."""
+    return sorted(p for p in server.data_dir.rglob("*") if p.is_file()) if server.data_dir.exists() else []
+
+
+def inspection_total(server: Server) -> int:
+    with server.admin as client:
+        return client.get("/v1/inspections", params={"limit": 1}).json()["total"]
+
+
+def test_upload_scores_each_photo_and_reports_consistent_findings(
+    server: Server, inspector_key: str, fire_photos: list[Path], garbage_photos: list[Path], upload: Upload
+) -> None:
+    photos = fire_photos[:2] + garbage_photos[:2]
+    with server.client(inspector_key) as client:
+        version = client.get("/v1/model").json()["version"]
+        response = upload(
+            client,
+            [(p.name, p.read_bytes()) for p in photos],
+            conf=LOW_CONF,
+            region="平江县",
+            township="安定镇",
+            village="三和村",
+            inspector="王",
+        )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["region"], body["township"], body["village"], body["created_by"]) == (
+        "平江县",
+        "安定镇",
+        "三和村",
+        "inspector-wang",
+    )
+    assert [f["file"] for f in body["files"]] == [p.name for p in photos]
+    findings_by_id = {f["id"]: f for f in body["findings"]}
+    assert findings_by_id, "at a near-zero threshold the detector must raise something on four photos"
+    listed: list[int] = []
+    for photo, result in zip(photos, body["files"], strict=True):
+        assert result["ok"] and result["error"] is None
+        with Image.open(photo) as image:
+            assert (result["image"]["width"], result["image"]["height"]) == image.size
+        assert result["image"]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+        assert result["model_version"] == version
+        assert result["detections"] >= len(result["findings"])
+        for finding_id in result["findings"]:
+            finding = findings_by_id[finding_id]
+            assert finding["image_id"] == result["image"]["id"]
+            box, width, height = finding["box"], result["image"]["width"], result["image"]["height"]
+            assert 0 <= box["x1"] <= box["x2"] <= width + 0.5 and 0 <= box["y1"] <= box["y2"] <= height + 0.5
+        listed += result["findings"]
+    assert sorted(listed) == sorted(findings_by_id)
+    for finding in body["findings"]:
+        assert PROBLEMS_BY_KEY[finding["type"]].detectable
+        assert problem_for_label(finding["label"]) == finding["type"]
+        assert 0.001 <= finding["score"] <= 1
+        assert finding["status"] == "candidate"
+        assert finding["model_version"] == version
+        assert finding["inspection_id"] == body["id"]
+        assert finding["region"] == "平江县"
+    with server.client(inspector_key) as client:
+        again = client.get(f"/v1/inspections/{body['id']}")
+        history = client.get(f"/v1/findings/{body['findings'][0]['id']}").json()["history"]
+    assert again.status_code == 200 and again.json() == body
+    assert [(h["from_status"], h["to_status"], h["actor"]) for h in history] == [(None, "candidate", "inspector-wang")]
+
+
+def test_default_thresholds_are_the_models_shipped_ones(
+    server: Server, inspector_key: str, fire_photos: list[Path], garbage_photos: list[Path], upload: Upload
+) -> None:
+    with server.client(inspector_key) as client:
+        labels = {label["key"]: label for label in client.get("/v1/model").json()["labels"]}
+        response = upload(client, [(p.name, p.read_bytes()) for p in fire_photos[2:4] + garbage_photos[2:4]])
+    assert response.status_code == 201, response.text
+    for finding in response.json()["findings"]:
+        assert finding["score"] >= labels[finding["label"]]["threshold"] - 1e-4
+
+
+def test_same_photo_is_stored_once_and_scored_the_same(
+    server: Server, inspector_key: str, garbage_photos: list[Path], upload: Upload
+) -> None:
+    photo = garbage_photos[4]
+    data = photo.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    with server.client(inspector_key) as client:
+        first = upload(client, [(photo.name, data)], conf=LOW_CONF).json()
+        second = upload(client, [("renamed.jpg", data)], conf=LOW_CONF).json()
+    assert first["id"] != second["id"]
+    assert first["files"][0]["image"]["id"] == second["files"][0]["image"]["id"]
+    assert [p for p in stored_files(server) if p.name == sha] == [server.data_dir / sha[:2] / sha[2:4] / sha]
+    assert (server.data_dir / sha[:2] / sha[2:4] / sha).read_bytes() == data
+
+    def essence(body: dict) -> list[tuple]:
+        return [(f["type"], f["label"], f["score"], tuple(f["box"].values())) for f in body["findings"]]
+
+    assert essence(first) == essence(second)
+
+
+def test_client_id_replays_the_first_inspection_without_new_work(
+    server: Server, inspector_key: str, fire_photos: list[Path], garbage_photos: list[Path], upload: Upload
+) -> None:
+    before = inspection_total(server)
+    with server.client(inspector_key) as client:
+        first = upload(
+            client, [(fire_photos[4].name, fire_photos[4].read_bytes())], conf=LOW_CONF, client_id="app-7f3e-0001"
+        )
+        files_after_first = stored_files(server)
+        replay = upload(
+            client, [(garbage_photos[5].name, garbage_photos[5].read_bytes())], conf=LOW_CONF, client_id="app-7f3e-0001"
+        )
+        findings = client.get("/v1/findings", params={"inspection_id": first.json()["id"]}).json()
+    assert first.status_code == 201 and replay.status_code == 200
+    assert replay.json() == first.json()
+    assert inspection_total(server) == before + 1
+    assert stored_files(server) == files_after_first
+    assert findings["total"] == len(first.json()["findings"])
+
+
+def test_bad_files_are_named_with_a_reason_and_the_good_ones_processed(
+    server: Server,
+    inspector_key: str,
+    fire_photos: list[Path],
+    bad_files: dict[str, bytes],
+    noise_jpeg: Callable[[int, int], bytes],
+    upload: Upload,
+) -> None:
+    oversized = noise_jpeg(1400, 1400)
+    assert len(oversized) > MAX_UPLOAD
+    good = fire_photos[5]
+    files = [(good.name, good.read_bytes()), *bad_files.items(), ("huge.jpg", oversized)]
+    with server.client(inspector_key) as client:
+        response = upload(client, files, conf=LOW_CONF)
+    assert response.status_code == 201, response.text
+    results = {r["file"]: r for r in response.json()["files"]}
+    assert results[good.name]["ok"] and results[good.name]["image"] is not None
+    expected = {
+        "empty.jpg": "empty",
+        "truncated.jpg": "invalid_image",
+        "notes.jpg": "invalid_image",
+        "bomb.png": "invalid_image",
+        "huge.jpg": "too_large",
+    }
+    for name, code in expected.items():
+        result = results[name]
+        assert not result["ok"] and result["image"] is None and result["findings"] == []
+        assert result["error"]["file"] == name
+        assert result["error"]["code"] == code
+        assert result["error"]["message"]
+    assert "pixels" in results["bomb.png"]["error"]["message"]
+    assert "truncated" in results["truncated.jpg"]["error"]["message"]
+    assert "not an image" in results["notes.jpg"]["error"]["message"]
+    image_ids = {f["image_id"] for f in response.json()["findings"]}
+    assert image_ids <= {results[good.name]["image"]["id"]}
+
+
+def test_all_bad_files_is_422_naming_each_and_writes_nothing(
+    server: Server, inspector_key: str, bad_files: dict[str, bytes], upload: Upload
+) -> None:
+    before_files, before_total = stored_files(server), inspection_total(server)
+    with server.client(inspector_key) as client:
+        response = upload(client, list(bad_files.items()), client_id="all-bad-1")
+        retry = upload(client, list(bad_files.items()), client_id="all-bad-1")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "no_valid_images"
+    assert [f["file"] for f in error["files"]] == list(bad_files)
+    assert all(f["message"] and f["code"] for f in error["files"])
+    for name in bad_files:
+        assert name in error["message"]
+    assert retry.status_code == 422, "a rejected upload must not reserve its client_id"
+    assert stored_files(server) == before_files
+    assert inspection_total(server) == before_total
+
+
+def test_request_over_the_body_limit_is_413(
+    server: Server, inspector_key: str, noise_jpeg: Callable[[int, int], bytes], upload: Upload
+) -> None:
+    big = noise_jpeg(1200, 1200)
+    count = MAX_REQUEST // len(big) + 1
+    with server.client(inspector_key) as client:
+        response = upload(client, [(f"n{i}.jpg", big) for i in range(count)])
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_more_files_than_allowed_is_413(
+    server: Server, inspector_key: str, fire_photos: list[Path], upload: Upload
+) -> None:
+    data = fire_photos[0].read_bytes()
+    before = inspection_total(server)
+    with server.client(inspector_key) as client:
+        response = upload(client, [(f"p{i}.jpg", data) for i in range(9)])
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_many_files"
+    assert inspection_total(server) == before
+
+
+def test_exif_gps_and_capture_time_are_kept_on_image_and_findings(
+    server: Server, inspector_key: str, garbage_photos: list[Path], upload: Upload
+) -> None:
+    data = with_exif(garbage_photos[3], lat=28.7012, lon=113.5794, alt=96.5, taken="2024:05:01 10:30:00")
+    with server.client(inspector_key) as client:
+        response = upload(client, [("gps.jpg", data)], conf=LOW_CONF)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    image = body["files"][0]["image"]
+    assert image["gps"]["lat"] == pytest.approx(28.7012, abs=1e-4)
+    assert image["gps"]["lon"] == pytest.approx(113.5794, abs=1e-4)
+    assert image["gps"]["alt"] == pytest.approx(96.5, abs=0.01)
+    assert image["captured_at"] == "2024-05-01T02:30:00Z", "EXIF local time (Asia/Shanghai) stored as UTC"
+    assert body["findings"]
+    for finding in body["findings"]:
+        assert finding["gps"] == image["gps"]
+        assert finding["captured_at"] == finding["observed_at"] == image["captured_at"]
+
+
+def test_broken_exif_gps_is_a_warning_not_a_rejection(
+    server: Server, inspector_key: str, garbage_photos: list[Path], upload: Upload
+) -> None:
+    image = Image.open(garbage_photos[2]).convert("RGB")
+    exif = Image.Exif()
+    zero = IFDRational(0, 1)
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N", 2: (IFDRational(95, 1), zero, zero), 3: "E", 4: (IFDRational(200, 1), zero, zero)})
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif)
+    with server.client(inspector_key) as client:
+        response = upload(client, [("bad-gps.jpg", buffer.getvalue())])
+    assert response.status_code == 201, response.text
+    result = response.json()["files"][0]
+    assert result["ok"] and result["image"]["gps"] is None
+    assert any("GPS" in w for w in result["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("form", "files"),
+    [({}, None), ({"conf": "5"}, "one"), ({"conf": "not-a-number"}, "one")],
+    ids=["no-files", "conf-out-of-range", "conf-not-a-number"],
+)
+def test_invalid_requests_get_the_error_schema(
+    server: Server, inspector_key: str, fire_photos: list[Path], form: dict, files: str | None
+) -> None:
+    parts = [("files", (fire_photos[0].name, fire_photos[0].read_bytes(), "image/jpeg"))] if files else None
+    with server.client(inspector_key) as client:
+        response = client.post("/v1/inspections", data=form or {"region": "x"}, files=parts)
+    assert response.status_code == 422
+    assert set(response.json()) == {"error"}
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_unknown_inspection_is_404(server: Server, integration_key: str) -> None:
+    with server.client(integration_key) as client:
+        response = client.get("/v1/inspections/999999")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

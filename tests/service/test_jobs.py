@@ -1,0 +1,203 @@
+"""Batch jobs: zip and folder sources, progress, cancel, resume after a crash, hostile zips refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import stat
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from service_helpers import Server
+
+
+@pytest.fixture(scope="module")
+def jobs_root(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh jobs root per database backend (depending on `database_url` makes it follow that parameter)."""
+    return tmp_path_factory.mktemp("jobs-root")
+
+
+@pytest.fixture(scope="module")
+def server(make_server: Callable[..., Server], jobs_root: Path) -> Server:
+    return make_server({"ENVWATCH_JOBS_ROOT": str(jobs_root), "ENVWATCH_MAX_ZIP_RATIO": "50"})
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def big_jpegs(photos: list[Path], count: int) -> list[bytes]:
+    """`count` distinct 2400x1600 JPEGs: slow enough to score that a job is observably in progress."""
+    out = []
+    for i in range(count):
+        image = Image.open(photos[i % len(photos)]).convert("RGB").resize((2400, 1600))
+        image.putpixel((i, 0), (i % 256, 7, 7))  # distinct bytes, so each is its own image
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def wait_job(client: httpx.Client, job_id: int, until: Callable[[dict], bool], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if until(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {job}")
+
+
+def test_zip_job_scores_every_image_and_reports_bad_ones(
+    server: Server, inspector_key: str, fire_photos: list[Path], garbage_photos: list[Path]
+) -> None:
+    entries = {f"village/{p.name}": p.read_bytes() for p in fire_photos[:2] + garbage_photos[:2]}
+    entries["village/broken.jpg"] = b"not a photo"
+    entries["readme.txt"] = b"ignored: not an image suffix"
+    with server.client(inspector_key) as client:
+        created = client.post(
+            "/v1/jobs/zip",
+            files={"archive": ("batch.zip", zip_of(entries), "application/zip")},
+            data={"region": "临湘市", "conf": "0.001"},
+        )
+        assert created.status_code == 201, created.text
+        job = wait_job(client, created.json()["id"], lambda j: j["status"] == "done")
+        inspection = client.get(f"/v1/inspections/{job['inspection_id']}").json()
+    assert (job["total"], job["processed"], job["failed"]) == (5, 5, 1)
+    assert job["started_at"] and job["finished_at"] and job["created_by"] == "inspector-wang"
+    results = {r["file"]: r for r in inspection["files"]}
+    assert set(results) == {name for name in entries if name.endswith(".jpg")}
+    assert not results["village/broken.jpg"]["ok"]
+    assert "not an image" in results["village/broken.jpg"]["error"]["message"]
+    assert all(r["ok"] for name, r in results.items() if name != "village/broken.jpg")
+    assert inspection["region"] == "临湘市" and inspection["findings"]
+    assert all(f["status"] == "candidate" for f in inspection["findings"])
+    jobs_dir = server.data_dir.parent / "jobs"
+    deadline = time.monotonic() + 10
+    while any(jobs_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(jobs_dir.iterdir()), "extracted files of a finished zip job are removed"
+
+
+@pytest.mark.parametrize(
+    ("entries", "code"),
+    [
+        ({"../../escaped.jpg": b"x"}, "unsafe_archive"),
+        ({"/etc/cron.d/evil.jpg": b"x"}, "unsafe_archive"),
+        ({"ok/..\\..\\win.jpg": b"x"}, "unsafe_archive"),
+        ({"bomb.jpg": b"\0" * 30_000_000}, "unsafe_archive"),
+        (None, "invalid_archive"),
+    ],
+    ids=["dotdot", "absolute", "backslash-dotdot", "zip-bomb", "not-a-zip"],
+)
+def test_hostile_or_broken_zips_are_refused_and_leave_nothing(
+    server: Server, inspector_key: str, entries: dict[str, bytes] | None, code: str
+) -> None:
+    data = zip_of(entries) if entries else b"PK\x03\x04 this is not really a zip"
+    jobs_dir = server.data_dir.parent / "jobs"
+    before = sorted(jobs_dir.rglob("*")) if jobs_dir.exists() else []
+    with server.client(inspector_key) as client:
+        response = client.post("/v1/jobs/zip", files={"archive": ("x.zip", data, "application/zip")})
+        listed = client.get("/v1/jobs").json()
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == code
+    assert (sorted(jobs_dir.rglob("*")) if jobs_dir.exists() else []) == before
+    assert not (server.root / "escaped.jpg").exists()
+    assert all(j["source"] != "x.zip" for j in listed)
+
+
+def test_zip_links_are_refused(server: Server, inspector_key: str) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("link.jpg")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, "/etc/passwd")
+    with server.client(inspector_key) as client:
+        response = client.post("/v1/jobs/zip", files={"archive": ("l.zip", buffer.getvalue(), "application/zip")})
+    assert response.status_code == 422 and "link" in response.json()["error"]["message"]
+
+
+def test_folder_jobs_are_admin_only_and_confined_to_the_jobs_root(
+    server: Server, inspector_key: str, jobs_root: Path, garbage_photos: list[Path], tmp_path: Path
+) -> None:
+    folder = jobs_root / "2024-06" / "乡镇A"
+    folder.mkdir(parents=True)
+    for photo in garbage_photos[:3]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    (tmp_path / "outside.jpg").write_bytes(garbage_photos[0].read_bytes())
+    with server.client(inspector_key) as inspector:
+        assert inspector.post("/v1/jobs", json={"folder": "2024-06"}).status_code == 403
+    with server.admin as admin:
+        outside = admin.post("/v1/jobs", json={"folder": str(tmp_path)})
+        escape = admin.post("/v1/jobs", json={"folder": "../"})
+        created = admin.post("/v1/jobs", json={"folder": "2024-06", "region": "A"})
+        assert created.status_code == 201, created.text
+        job = wait_job(admin, created.json()["id"], lambda j: j["status"] == "done")
+        inspection = admin.get(f"/v1/inspections/{job['inspection_id']}").json()
+    assert outside.status_code == escape.status_code == 422
+    assert outside.json()["error"]["code"] == "outside_jobs_root"
+    assert (job["kind"], job["total"], job["processed"], job["failed"]) == ("folder", 3, 3, 0)
+    assert sorted(r["file"] for r in inspection["files"]) == sorted(f"乡镇A/{p.name}" for p in garbage_photos[:3])
+
+
+def test_cancel_stops_before_the_next_file(server: Server, inspector_key: str, fire_photos: list[Path]) -> None:
+    entries = {f"p{i}.jpg": data for i, data in enumerate(big_jpegs(fire_photos, 12))}
+    with server.client(inspector_key) as client:
+        job_id = client.post("/v1/jobs/zip", files={"archive": ("c.zip", zip_of(entries), "application/zip")}).json()[
+            "id"
+        ]
+        cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
+        time.sleep(1.5)
+        later = client.get(f"/v1/jobs/{job_id}").json()
+        again = client.post(f"/v1/jobs/{job_id}/cancel")
+        missing = client.post("/v1/jobs/999999/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert later["status"] == "cancelled"
+    assert later["processed"] <= cancelled.json()["processed"] + 1 < 12
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+    assert missing.status_code == 404
+
+
+def test_job_resumes_after_a_crash_and_scores_nothing_twice(
+    make_server: Callable[..., Server], server: Server, inspector_key: str, fire_photos: list[Path]
+) -> None:
+    server.stop()  # one process at a time on this data: the module server steps aside
+    crashing = make_server(
+        {"ENVWATCH_JOBS_ROOT": server.env["ENVWATCH_JOBS_ROOT"]},
+    )
+    entries = {f"r{i}.jpg": data for i, data in enumerate(big_jpegs(fire_photos[1:], 10))}
+    with crashing.client(inspector_key) as client:
+        job_id = client.post("/v1/jobs/zip", files={"archive": ("r.zip", zip_of(entries), "application/zip")}).json()[
+            "id"
+        ]
+        partial = wait_job(client, job_id, lambda j: j["processed"] >= 2)
+    assert partial["processed"] < 10, "the job must still be running when the server dies"
+    assert crashing.process is not None
+    os.kill(crashing.process.pid, signal.SIGKILL)
+    crashing.process.wait()
+    restarted = make_server(
+        {"ENVWATCH_DATA_DIR": str(crashing.data_dir), "ENVWATCH_JOBS_ROOT": server.env["ENVWATCH_JOBS_ROOT"]}
+    )
+    with restarted.client(inspector_key) as client:
+        job = wait_job(client, job_id, lambda j: j["status"] == "done")
+        inspection = client.get(f"/v1/inspections/{job['inspection_id']}").json()
+    assert (job["total"], job["processed"], job["failed"]) == (10, 10, 0)
+    names = [r["file"] for r in inspection["files"]]
+    assert sorted(names) == sorted(entries), "each file recorded exactly once"
+    image_ids = [r["image"]["id"] for r in inspection["files"]]
+    assert len(set(image_ids)) == 10
+    per_image = {i: [f for f in inspection["findings"] if f["image_id"] == i] for i in image_ids}
+    for result in inspection["files"]:
+        assert sorted(result["findings"]) == sorted(f["id"] for f in per_image[result["image"]["id"]])
+    restarted.stop()
+    server.start()

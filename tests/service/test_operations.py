@@ -1,0 +1,136 @@
+"""Operations: health and readiness, Prometheus metrics, JSON logs, migrations, and the OpenAPI contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import Server, Upload
+
+ERROR_CODES = {"401", "403"}
+
+
+def metric_samples(server: Server) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(server.url + "/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_health_and_readiness(server: Server) -> None:
+    health = httpx.get(server.url + "/healthz")
+    ready = httpx.get(server.url + "/readyz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["model_loaded"] is True and ready.json()["database"] is True
+    assert ready.json()["model_version"]
+
+
+def test_without_a_model_the_process_lives_but_is_not_ready(
+    make_server: Callable[..., Server], fire_photos: list[Path], upload: Upload, tmp_path: Path
+) -> None:
+    missing = make_server({"ENVWATCH_MODEL_PATH": str(tmp_path / "nope.onnx")}, expect_ready=False)
+    assert httpx.get(missing.url + "/healthz").status_code == 200
+    ready = httpx.get(missing.url + "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["model_loaded"] is False and "nope.onnx" in ready.json()["detail"]
+    with missing.admin as client:
+        response = upload(client, [(fire_photos[0].name, fire_photos[0].read_bytes())])
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_not_ready"
+    assert int(response.headers["Retry-After"]) > 0
+    missing.stop()
+
+
+def test_metrics_count_requests_findings_and_expose_the_queue(
+    server: Server, inspector_key: str, fire_photos: list[Path], upload: Upload
+) -> None:
+    before = metric_samples(server)
+    with server.client(inspector_key) as client:
+        body = upload(client, [(p.name, p.read_bytes()) for p in fire_photos[:2]], conf="0.001").json()
+    after = metric_samples(server)
+    route = (("method", "POST"), ("route", "/v1/inspections"), ("status", "201"))
+    assert after[("envwatch_http_requests_total", route)] == before.get(("envwatch_http_requests_total", route), 0) + 1
+    latency = ("envwatch_http_request_duration_seconds_count", (("method", "POST"), ("route", "/v1/inspections")))
+    assert after[latency] >= 1
+    by_type: dict[str, int] = {}
+    for finding in body["findings"]:
+        by_type[finding["type"]] = by_type.get(finding["type"], 0) + 1
+    assert by_type
+    for type_, count in by_type.items():
+        key = ("envwatch_findings_total", (("type", type_),))
+        assert after[key] - before.get(key, 0) == count
+    assert after[("envwatch_detection_queue_depth", ())] == 0
+    assert after[("envwatch_detection_running", ())] == 0
+
+
+def test_logs_are_json_lines(server: Server, integration_key: str) -> None:
+    with server.client(integration_key) as client:
+        client.get("/v1/findings", params={"region": "log-probe"})
+    records = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    assert {"ts", "level", "logger", "message"} <= set(records[0])
+    assert any(r["logger"] == "uvicorn.error" and "startup complete" in r["message"] for r in records)
+    assert any(r["message"] == "database migrated" for r in records)
+    assert any(r["message"] == "model loaded" and r["model_version"] for r in records)
+    probe = [r for r in records if r.get("route") == "/v1/findings" and r.get("status") == 200]
+    assert probe and probe[-1]["duration_ms"] >= 0
+
+
+def test_migrations_ran_to_head(server: Server, database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+            tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    heads = sorted(
+        p.name.split("_")[0]
+        for p in (Path(__file__).parents[2] / "inference_api" / "migrations" / "versions").glob("[0-9]*.py")
+    )
+    assert version == heads[-1]
+    assert {"api_keys", "images", "inspections", "inspection_files", "findings", "finding_events"} <= tables
+
+
+@pytest.fixture(scope="module")
+def openapi(server: Server) -> dict:
+    response = httpx.get(server.url + "/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_openapi_declares_every_error_with_the_error_schema(openapi: dict) -> None:
+    assert openapi["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
+    detail = openapi["components"]["schemas"]["ErrorDetail"]
+    assert {"code", "message", "file"} <= set(detail["properties"]) and set(detail["required"]) == {"code", "message"}
+    operations = [(path, method, op) for path, ops in openapi["paths"].items() for method, op in ops.items()]
+    assert len([o for o in operations if o[0].startswith("/v1/")]) >= 15
+    for path, method, op in operations:
+        if not path.startswith("/v1/"):
+            continue
+        responses = op["responses"]
+        assert set(responses) >= ERROR_CODES, f"{method} {path} lacks 401/403"
+        for code, response in responses.items():
+            if code.startswith(("4", "5")):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
+        has_parameters = op.get("parameters") or op.get("requestBody")
+        if has_parameters:
+            assert "422" in responses, (method, path)
+    upload = openapi["paths"]["/v1/inspections"]["post"]["responses"]
+    assert {"201", "413", "422", "503"} <= set(upload)
+    assert "409" in openapi["paths"]["/v1/findings/{finding_id}/transitions"]["post"]["responses"]
+    assert "404" in openapi["paths"]["/v1/findings/{finding_id}"]["get"]["responses"]
+
+
+def test_unknown_routes_use_the_error_schema(server: Server) -> None:
+    response = httpx.get(server.url + "/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,277 @@
+"""Evaluation: metrics on cases with known answers, the per-source rules, and `envwatch evaluate` for real.
+
+The metrics are meant to be Ultralytics' own, so besides hand-computed cases they are checked
+against Ultralytics' functions on random data; the source rules (which label and problem is
+measured where) are checked on synthetic images whose right answer is obvious; and one test runs
+the command line on the tiny model and the real val split, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from argparse import Namespace
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from model.detections import Detections
+from model.taxonomy import LABEL_NAMES
+from training.dataset import DEFAULT_RECIPE
+from training.evaluate import ImageResult, annotated_labels, choose_thresholds, main, markdown_tables, summarise
+from training.metrics import IOU_THRESHOLDS, ap_per_iou, best_f1_threshold, match_greedy
+
+REPO = Path(__file__).resolve().parents[1]
+ANNOTATED = annotated_labels(yaml.safe_load(DEFAULT_RECIPE.read_text()))
+BOX = (10.0, 10.0, 60.0, 60.0)
+OTHER_BOX = (200.0, 200.0, 250.0, 250.0)
+ULTRALYTICS_PERFECT_AP = 0.995
+"""Ultralytics' curve drops to 0 after the last recall, so the last of 100 grid steps is half lost."""
+
+
+def image(
+    name: str, source: str, truth: Sequence[tuple[str, tuple]] = (), predicted: Sequence[tuple[str, float, tuple]] = ()
+) -> ImageResult:
+    """A synthetic `ImageResult`: `truth` is (label, box) pairs, `predicted` (label, score, box) triples."""
+    detections = Detections(
+        np.array([p[2] for p in predicted]).reshape(-1, 4),
+        np.array([p[1] for p in predicted]),
+        np.array([LABEL_NAMES.index(p[0]) for p in predicted]),
+        LABEL_NAMES,
+    )
+    gt = np.array([t[1] for t in truth], dtype=np.float64).reshape(-1, 4)
+    return ImageResult(f"{source}__test__{name}", source, gt, tuple(t[0] for t in truth), detections)
+
+
+def shifted(box: tuple, dx: float) -> tuple:
+    return (box[0] + dx, box[1], box[2] + dx, box[3])
+
+
+# --- box level -------------------------------------------------------------------------------------
+
+
+def test_perfect_predictions_score_ultralytics_maximum() -> None:
+    gt = np.array([BOX, OTHER_BOX])
+    correct = match_greedy(gt, np.array([0.9, 0.8]), gt)
+    assert correct.all()
+    ap = ap_per_iou(np.array([0.9, 0.8]), correct, 2)
+    np.testing.assert_allclose(ap, ULTRALYTICS_PERFECT_AP, atol=1e-9)
+
+
+def test_boxes_shifted_below_half_overlap_score_zero() -> None:
+    gt = np.array([BOX, OTHER_BOX])
+    predicted = np.array([shifted(BOX, 25), shifted(OTHER_BOX, 25)])  # IoU 25*50 / (2*2500 - 1250) = 1/3
+    correct = match_greedy(predicted, np.array([0.9, 0.8]), gt)
+    assert not correct.any()
+    assert ap_per_iou(np.array([0.9, 0.8]), correct, 2).max() == 0.0
+
+
+def test_hand_computed_precision_recall_case() -> None:
+    """2 ground-truth boxes, 3 predictions: hit (0.9), miss (0.8), hit (0.7).
+
+    Recall 0.5, 0.5, 1; precision 1, 0.5, 2/3; envelope 1 up to recall 0.5 and 2/3 beyond, 0 after
+    recall 1. Sampled at recall 0, 0.01, ..., 1 (np.interp puts the jump at 0.5 on the right side):
+    1 at 0..0.49, 2/3 at 0.50..0.99, 0 at 1.0. Trapezoids of width 0.01: 49 of height 1, one of
+    (1 + 2/3) / 2, 49 of 2/3 and one of (2/3 + 0) / 2. (All-point AP would be 0.5 + 0.5 * 2/3.)
+    """
+    expected = 0.01 * (49 * 1 + (1 + 2 / 3) / 2 + 49 * 2 / 3 + (2 / 3) / 2)
+    gt = np.array([BOX, OTHER_BOX])
+    predicted = np.array([BOX, (400.0, 400.0, 450.0, 450.0), OTHER_BOX])
+    scores = np.array([0.9, 0.8, 0.7])
+    correct = match_greedy(predicted, scores, gt)
+    assert correct[:, 0].tolist() == [True, False, True]
+    assert ap_per_iou(scores, correct, 2)[0] == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(0.828333, abs=1e-6)
+
+
+def test_greedy_matching_by_score_and_iou_threshold() -> None:
+    """The better-scored of two boxes on one object wins; a box with IoU 0.62 counts only up to IoU 0.6."""
+    gt = np.array([[0.0, 0.0, 100.0, 100.0]])
+    loose = (0.0, 0.0, 100.0, 62.0)  # IoU 0.62
+    correct = match_greedy(np.array([gt[0], loose]), np.array([0.5, 0.9]), gt)
+    assert correct[1].tolist() == (IOU_THRESHOLDS <= 0.62).tolist()
+    assert correct[0].tolist() == (IOU_THRESHOLDS > 0.62).tolist()  # takes the box where the 0.9 one failed
+
+
+def test_matches_ultralytics_on_random_cases() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("ultralytics")
+    from ultralytics.models.yolo.detect import DetectionValidator
+    from ultralytics.utils.metrics import ap_per_class, box_iou
+
+    rng = np.random.default_rng(0)
+    validator = DetectionValidator()
+    for _ in range(20):
+        centres = rng.uniform(0, 400, (6, 2))
+        gt = np.concatenate([centres, centres + rng.uniform(20, 80, (6, 2))], axis=1)
+        jitter = rng.normal(0, 8, (15, 4))
+        predicted = gt[rng.integers(0, 6, 15)] + jitter
+        predicted[:, 2:] = np.maximum(predicted[:, 2:], predicted[:, :2] + 1)
+        scores = rng.uniform(0, 1, 15)
+        order = np.argsort(-scores)  # Ultralytics expects predictions best first
+        theirs = validator.match_predictions(
+            torch.zeros(15), torch.zeros(6), box_iou(torch.tensor(gt), torch.tensor(predicted[order]))
+        ).numpy()
+        ours = match_greedy(predicted, scores, gt)
+        np.testing.assert_array_equal(ours[order], theirs)
+        ap_theirs = ap_per_class(ours, scores, np.zeros(15), np.zeros(6))[5][0]
+        np.testing.assert_allclose(ap_per_iou(scores, ours, 6), ap_theirs, atol=1e-9)
+
+
+def test_ap_without_predictions_or_without_ground_truth() -> None:
+    assert ap_per_iou(np.zeros(0), np.zeros((0, 10), dtype=bool), 3).max() == 0.0  # everything missed
+    assert ap_per_iou(np.array([0.9]), np.zeros((1, 10), dtype=bool), 0) is None  # nothing to find: undefined
+
+
+def test_unlabelled_smoke_on_fire_continuous_does_not_count() -> None:
+    """fire-continuous never labels smoke, so its (possibly right) smoke boxes are no false positives."""
+    labelled = image("a", "fire-smoke-8", [("smoke", BOX)], [("smoke", 0.5, BOX)])
+    alone = summarise([labelled], ANNOTATED, {"smoke": 0.25, "fire": 0.25})
+    smoky = [image(f"s{i}", "fire-continuous", [("fire", OTHER_BOX)], [("smoke", 0.9, BOX)]) for i in range(5)]
+    pooled = summarise([labelled, *smoky], ANNOTATED, {"smoke": 0.25, "fire": 0.25})
+    assert pooled["all"]["labels"]["smoke"] == alone["all"]["labels"]["smoke"]
+    assert pooled["all"]["labels"]["smoke"]["ap50"] == pytest.approx(ULTRALYTICS_PERFECT_AP)
+    assert "smoke" not in pooled["sources"]["fire-continuous"]["labels"]  # unlabelled there: not measured
+    assert pooled["sources"]["fire-continuous"]["labels"]["fire"]["ap50"] == 0.0  # fire missed there
+
+
+def test_source_mean_is_over_the_labels_it_annotates() -> None:
+    images = [
+        image(
+            "a", "garbage-cn", [("overflowing_garbage", BOX)], [("overflowing_garbage", 0.9, BOX), ("fire", 0.9, BOX)]
+        ),
+        image("b", "garbage-cn", [("garbage_bin", OTHER_BOX)], []),
+    ]
+    result = summarise(images, ANNOTATED, {})
+    metrics = result["sources"]["garbage-cn"]
+    assert set(metrics["labels"]) == set(LABEL_NAMES)  # garbage-cn leaves nothing unlabelled
+    assert metrics["labels"]["exposed_garbage"] == {"ap50": None, "ap50_95": None, "boxes": 0}
+    assert metrics["labels"]["fire"] == {"ap50": None, "ap50_95": None, "boxes": 0}  # no fire box: no AP
+    assert result["all"]["labels"]["fire"]["boxes"] == 0
+    assert metrics["map50"] == pytest.approx(ULTRALYTICS_PERFECT_AP / 2)  # overflowing perfect, bin missed
+
+
+# --- image level -----------------------------------------------------------------------------------
+
+
+def test_image_level_recall_and_false_alarms() -> None:
+    thresholds = {"fire": 0.5, "smoke": 0.5, "overflowing_garbage": 0.5, "exposed_garbage": 0.5, "garbage_bin": 0.5}
+    images = [
+        image("hit", "fire-smoke-8", [("fire", BOX)], [("smoke", 0.6, OTHER_BOX)]),  # smoke flags burning too
+        image("low", "fire-smoke-8", [("smoke", BOX)], [("smoke", 0.4, BOX)]),  # below threshold: missed
+        image("calm", "fire-smoke-8", [], [("fire", 0.7, BOX)]),  # false alarm
+        image("quiet", "fire-smoke-8", [], [("fire", 0.3, BOX)]),
+        image("fc", "fire-continuous", [("fire", BOX)], [("fire", 0.8, BOX)]),
+        image("g1", "garbage-cn", [("garbage_bin", BOX)], [("fire", 0.9, BOX), ("garbage_bin", 0.9, BOX)]),
+        image("g2", "garbage-cn", [("overflowing_garbage", BOX)], [("overflowing_garbage", 0.9, BOX)]),
+    ]
+    result = summarise(images, ANNOTATED, thresholds)
+    burning = result["sources"]["fire-smoke-8"]["problems"]["burning"]
+    assert burning == {
+        "recall": 0.5,
+        "false_alarm_rate": 0.5,
+        "positives": 2,
+        "negatives": 2,
+        "flagged_positives": 1,
+        "flagged_negatives": 1,
+    }
+    assert result["burning_fire_sources"]["sources"] == ["fire-continuous", "fire-smoke-8"]
+    assert result["burning_fire_sources"]["flagged_positives"] == 2
+    assert result["burning_fire_sources"]["positives"] == 3
+    # Pooled burning also counts garbage-cn photos as negatives (they show no fire): g1 is a false alarm.
+    pooled = result["all"]["problems"]["burning"]
+    assert (pooled["positives"], pooled["negatives"], pooled["flagged_negatives"]) == (3, 4, 2)
+    assert set(result["sources"]["garbage-cn"]["problems"]) == {"overflowing_garbage", "exposed_garbage", "burning"}
+    assert result["garbage_cn_burning_false_alarm"]["false_alarm_rate"] == 0.5
+    assert result["garbage_cn_burning_false_alarm"]["recall"] is None
+    overflowing = result["all"]["problems"]["overflowing_garbage"]
+    assert (overflowing["positives"], overflowing["negatives"], overflowing["recall"]) == (1, 6, 1.0)
+    assert "| garbage-cn (no fire anywhere) | burning | – | 0.500 (1/2) |" in markdown_tables(
+        {"model": "t", "split": "test", "images": len(images), "thresholds": thresholds, **result}
+    )
+
+
+# --- threshold choice ------------------------------------------------------------------------------
+
+
+def test_best_f1_threshold_picks_lowest_of_the_best() -> None:
+    """F1 is 6/8 up to 0.30, 6/7 on (0.30, 0.60], lower above: the lowest candidate of the best range is 0.31."""
+    max_scores = np.array([0.9, 0.7, 0.6, 0.65, 0.3, 0.0])
+    positive = np.array([True, True, True, False, False, False])
+    choice = best_f1_threshold(max_scores, positive, np.round(np.arange(0.05, 0.9001, 0.01), 2))
+    assert choice["threshold"] == 0.31
+    assert choice["f1"] == pytest.approx(6 / 7)
+    assert (choice["precision"], choice["recall"]) == (0.75, 1.0)
+
+
+def test_choose_thresholds_per_label_on_annotating_sources() -> None:
+    images = [
+        image("p1", "fire-smoke-8", [("fire", BOX)], [("fire", 0.9, BOX)]),
+        image("p2", "fire-smoke-8", [("fire", BOX)], [("fire", 0.7, BOX), ("fire", 0.2, OTHER_BOX)]),
+        image("p3", "fire-continuous", [("fire", BOX)], [("fire", 0.6, BOX), ("smoke", 0.95, BOX)]),
+        image("n1", "fire-smoke-8", [("smoke", BOX)], [("fire", 0.65, BOX)]),
+        image("n2", "fire-smoke-8", [], [("fire", 0.3, BOX)]),
+        image("n3", "fire-smoke-8", []),
+        image("g", "garbage-cn", [("garbage_bin", BOX)], [("fire", 0.99, BOX)]),  # a fire false alarm
+    ]
+    chosen = choose_thresholds(images, ANNOTATED, {"smoke": 0.4, "garbage_bin": 0.3}, LABEL_NAMES)
+    # fire: g's 0.99 counts against every threshold; best F1 (0.75) is on (0.30, 0.60], lowest 0.31
+    assert chosen["fire"]["threshold"] == 0.31
+    assert chosen["fire"]["images"] == 7
+    assert chosen["fire"]["f1"] == pytest.approx(0.75)
+    # smoke: the fire-continuous 0.95 box is not a false positive (unlabelled there); nothing finds n1's smoke
+    assert chosen["smoke"] == {"threshold": 0.4, "kept": "no candidate finds any of the 1 smoke images"}
+    assert chosen["overflowing_garbage"]["kept"] == "no overflowing_garbage image among 7"
+    assert chosen["garbage_bin"]["kept"] == "no candidate finds any of the 1 garbage_bin images"
+
+
+def test_thresholds_are_never_chosen_on_test(capsys: pytest.CaptureFixture[str]) -> None:
+    args = Namespace(model=None, data=Path("unused"), split="test", out=Path("x.json"), choose_thresholds=True)
+    assert main(args) == 2
+    assert "val only" in capsys.readouterr().err
+
+
+# --- the command, for real -------------------------------------------------------------------------
+
+
+def test_envwatch_evaluate_on_val(tiny_onnx: Path, built_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval" / "val.json"
+    command = [sys.executable, "-m", "inference_api.cli", "evaluate", "--model", str(tiny_onnx)]
+    command += ["--data", str(built_dataset), "--split", "val", "--out", str(out), "--choose-thresholds"]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "| source | label | boxes | AP50 | AP50-95 |" in run.stdout
+
+    result = json.loads(out.read_text())
+    val_images = sorted((built_dataset / "images" / "val").iterdir())
+    assert (result["model"], result["split"], result["images"]) == ("tiny-test", "val", len(val_images))
+    assert set(result["sources"]) == {"garbage-cn", "fire-smoke-8", "fire-continuous"}
+    assert sum(s["images"] for s in result["sources"].values()) == result["images"] == result["all"]["images"]
+    assert set(result["sources"]["fire-continuous"]["labels"]) == set(LABEL_NAMES) - {"smoke"}
+    for name, scope in [*result["sources"].items(), ("all", result["all"])]:
+        for metrics in scope["labels"].values():
+            assert (metrics["boxes"] == 0) == (metrics["ap50"] is None)  # AP exactly where there are boxes
+            if metrics["ap50"] is None:
+                continue
+            assert 0.0 <= metrics["ap50_95"] <= metrics["ap50"] + 1e-12 <= 1.0 + 1e-12  # a mean of 10 floats
+        assert 0.0 <= scope["map50_95"] <= scope["map50"] + 1e-12 <= 1.0 + 1e-12
+        for rates in scope["problems"].values():
+            counted = rates["positives"] + rates["negatives"]
+            assert counted == scope["images"] if name != "all" else counted <= scope["images"]
+            assert 0 <= rates["flagged_positives"] <= rates["positives"]
+            assert 0 <= rates["flagged_negatives"] <= rates["negatives"]
+            assert rates["recall"] is None or 0.0 <= rates["recall"] <= 1.0
+    assert result["all"]["labels"]["smoke"]["boxes"] == result["sources"]["fire-smoke-8"]["labels"]["smoke"]["boxes"]
+    no_fire = result["garbage_cn_burning_false_alarm"]
+    assert no_fire["negatives"] == result["sources"]["garbage-cn"]["images"] and no_fire["positives"] == 0
+
+    thresholds = json.loads((out.parent / "val.thresholds.json").read_text())
+    assert list(thresholds) == list(LABEL_NAMES)
+    for label, value in thresholds.items():
+        assert value == result["threshold_choice"]["labels"][label]["threshold"]
+        assert 0.05 <= value <= 0.9
+    assert "F1" in result["threshold_choice"]["method"]

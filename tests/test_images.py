@@ -1,0 +1,147 @@
+"""`load_image` on the ways real uploads go wrong, and on the EXIF a phone or drone writes.
+
+Every hostile file is built here from real bytes (a shared-dataset JPEG, a hand-assembled PNG),
+and each test checks the specific reason given, so a check that silently stops working (or a
+file that now gets through) fails the test rather than some later stage.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.images import EXIF_IFD, GPS_IFD, ImageError, load_image, load_image_file
+
+DATETIME_ORIGINAL = 0x9003
+ORIENTATION = 0x0112
+
+
+@pytest.fixture(scope="module")
+def real_jpeg(shared_datasets: Path) -> bytes:
+    return next((shared_datasets / "garbage-cn" / "valid" / "images").glob("*.jpg")).read_bytes()
+
+
+def jpeg_with_exif(exif: Image.Exif, size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 120, 200)).save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def test_real_photo_loads_as_bgr(real_jpeg: bytes) -> None:
+    loaded = load_image(real_jpeg, "real.jpg")
+    assert loaded.pixels.dtype == np.uint8
+    assert loaded.pixels.shape == (loaded.height, loaded.width, 3) == (480, 480, 3)
+    assert loaded.gps is None and loaded.captured_at is None and loaded.warnings == []
+
+
+def test_zero_bytes_is_refused() -> None:
+    with pytest.raises(ImageError, match=r"empty file \(0 bytes\)"):
+        load_image(b"", "empty.jpg")
+
+
+def test_text_renamed_jpg_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("meeting notes, not a photo\n")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image_file(fake)
+
+
+def test_truncated_jpeg_is_refused(real_jpeg: bytes) -> None:
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(real_jpeg[: len(real_jpeg) // 2], "half.jpg")
+
+
+def test_png_decompression_bomb_is_refused_from_its_header() -> None:
+    """30000 x 30000 (900 Mpx) of 1-bit zeros: about 100 kB on disk, 900 MB if decoded to RGB."""
+    side = 30_000
+    row = b"\x00" * (1 + side // 8)  # filter byte + 1 bit per pixel
+    deflate = zlib.compressobj(9)
+    idat = b"".join(deflate.compress(row) for _ in range(side)) + deflate.flush()
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
+    assert len(bomb) < 1_000_000
+    assert Image.open(io.BytesIO(bomb)).size == (side, side)  # a well-formed PNG, only too big
+    with pytest.raises(ImageError, match=r"30000x30000 is 900,000,000 pixels, more than the limit"):
+        load_image(bomb, "bomb.png")
+
+
+def test_byte_limit_is_checked_before_reading(real_jpeg: bytes, tmp_path: Path) -> None:
+    limit = len(real_jpeg) - 1
+    with pytest.raises(ImageError, match="more than the limit"):
+        load_image(real_jpeg, "big.jpg", max_bytes=limit)
+    path = tmp_path / "big.jpg"
+    path.write_bytes(real_jpeg)
+    with pytest.raises(ImageError, match=f"{len(real_jpeg):,} bytes is more than the limit of {limit:,}"):
+        load_image_file(path, max_bytes=limit)
+    assert load_image_file(path, max_bytes=len(real_jpeg)).width == 480
+
+
+@pytest.mark.parametrize(
+    ("refs", "expected"),
+    [(("N", "E"), (30.26, 120.1501)), (("S", "W"), (-30.26, -120.1501))],
+)
+def test_exif_gps_and_capture_time_read_back_exactly(refs: tuple[str, str], expected: tuple[float, float]) -> None:
+    exif = Image.Exif()
+    exif[GPS_IFD] = {
+        1: refs[0],
+        2: (30.0, 15.0, 36.0),  # 30 deg 15' 36" = 30.26
+        3: refs[1],
+        4: (120.0, 9.0, 0.36),  # 120 deg 9' 0.36" = 120.1501
+        5: b"\x00",  # above sea level
+        6: 12.5,
+    }
+    exif[EXIF_IFD] = {DATETIME_ORIGINAL: "2024:05:17 09:41:07"}
+    loaded = load_image(jpeg_with_exif(exif), "gps.jpg")
+    assert loaded.warnings == []
+    assert loaded.gps == {"lat": expected[0], "lon": expected[1], "alt": 12.5}
+    assert loaded.captured_at == datetime(2024, 5, 17, 9, 41, 7)
+
+
+def test_exif_orientation_is_applied() -> None:
+    """Stored 40 wide x 20 high, red left half, blue right half; orientation 6 shows it turned 90 deg clockwise."""
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, "PNG", exif=exif)
+    loaded = load_image(buffer.getvalue(), "turned.png")
+    assert (loaded.width, loaded.height) == (20, 40)
+    assert loaded.pixels.shape == (40, 20, 3)
+    np.testing.assert_array_equal(loaded.pixels[:20].reshape(-1, 3), [[0, 0, 255]] * 400)  # BGR red on top
+    np.testing.assert_array_equal(loaded.pixels[20:].reshape(-1, 3), [[255, 0, 0]] * 400)  # blue below
+
+
+@pytest.mark.parametrize(
+    ("gps", "reason"),
+    [
+        ({1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (120.0, 0.0, 0.0)}, "out of range"),
+        ({1: "N", 2: (30.0, 15.0), 3: "E", 4: (120.0, 0.0, 0.0)}, "GPS ignored"),
+    ],
+    ids=["latitude-95", "two-part-latitude"],
+)
+def test_broken_gps_is_a_warning_not_a_failure(gps: dict, reason: str) -> None:
+    exif = Image.Exif()
+    exif[GPS_IFD] = gps
+    exif[EXIF_IFD] = {DATETIME_ORIGINAL: "2024:05:17 09:41:07"}
+    loaded = load_image(jpeg_with_exif(exif), "broken-gps.jpg")
+    assert loaded.gps is None
+    assert loaded.captured_at == datetime(2024, 5, 17, 9, 41, 7)  # the rest of the EXIF still counts
+    assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith("GPS ignored")
+    assert reason in loaded.warnings[0]
+    assert loaded.pixels.shape == (48, 64, 3)

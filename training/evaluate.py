@@ -1,0 +1,384 @@
+"""`envwatch evaluate`: what the shipped ONNX model finds on held-out data, per source.
+
+What ships is what is measured: the .onnx file runs through `model.runtime.Detector` (the same
+letterbox, decode and NMS as `envwatch scan` and the service), once per image at a low score
+(0.001, as Ultralytics validates), and every number below is computed from that one pass. Lowering
+the score floor does not change which boxes survive above a higher one (greedy NMS never lets a
+weaker box remove a stronger one), so thresholding the low-floor boxes later gives what the model
+returns at its shipped thresholds, except in images with more than 300 boxes above 0.001, where
+the runtime's cap drops the weakest.
+
+Two views, because they answer different questions:
+
+- *Box level*: AP50 and AP50-95 per detector label, per source and pooled (definitions in
+  `training/metrics.py`, Ultralytics' own). This is what compares models.
+- *Image level*: per problem type, at the model's shipped thresholds, recall ("of the photos that
+  show burning, how many were flagged for burning?") and false-alarm rate ("of the photos that do
+  not, how many were flagged?"), through `model.problems.problems_from` as an inspector sees it.
+
+Each source leaves some labels unannotated (`unlabelled` in `datasets/sources.yaml`). Evaluation
+follows the same rule as training: every other label counts as annotated, so a garbage-cn photo
+without a fire box is a photo without fire, and a fire box there is a false positive for fire AP
+and a false alarm for burning. fire-continuous never labels smoke although smoke fills many of its
+frames, so smoke boxes there are neither false positives for smoke AP nor part of it. A
+label's AP per source is reported where that source has boxes of it; pooled ("all") AP counts
+false positives from every source that annotates the label. For burning, fire-continuous counts
+although only its fire is labelled: a frame with a fire box is certainly a burning photo, and the
+few frames without one might still show smoke, so its false-alarm rate is an upper bound on few
+images. Two burning numbers are also reported apart: recall and false alarms on the fire sources
+(`burning_fire_sources`), and false alarms on garbage-cn (`garbage_cn_burning_false_alarm`): how
+often the model cries fire on the kind of photo inspectors take most.
+
+Thresholds (`--choose-thresholds`) are chosen on val only: test stays untouched for reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from model.detections import Detections
+from model.images import load_image_file
+from model.problems import problems_from
+from model.runtime import Detector
+from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, problem_for_label
+from training.dataset import DEFAULT_RECIPE, IMAGE_SUFFIXES, read_yolo_labels
+from training.metrics import ap_per_iou, best_f1_threshold, image_rates, match_greedy
+
+EVAL_CONF = 0.001
+LOAD_BATCH = 32
+PROBLEMS = tuple(p.key for p in PROBLEM_TYPES if p.detectable)
+NO_FIRE_SOURCE = "garbage-cn"
+"""A source with no fire in any photo, used as a cross-source burning false-alarm measure."""
+THRESHOLD_CANDIDATES = np.round(np.arange(0.05, 0.9001, 0.01), 2)
+THRESHOLD_METHOD = (
+    "per detector label, the threshold in 0.05..0.90 (step 0.01) that maximises image-level F1 of "
+    "'the image has a box of this label scoring >= threshold' against 'the image has a ground-truth box of this "
+    "label', over the {split} images of the sources that annotate the label; ties go to the lower threshold; "
+    "a label with no positive image, or that no candidate finds in any, keeps the model's current threshold"
+)
+
+
+Annotation = dict[str, frozenset[str]]
+"""Per source, the detector labels it annotates."""
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's ground truth and raw (score above `EVAL_CONF`) detections, in the image's pixels."""
+
+    name: str
+    source: str
+    gt_xyxy: np.ndarray
+    gt_labels: tuple[str, ...]
+    detections: Detections
+
+
+def annotated_labels(recipe: dict) -> Annotation:
+    """Per source, the detector labels it annotates: all but those it declares `unlabelled`.
+
+    The same rule as training, where only `unlabelled` labels get ignore regions.
+    """
+    return {
+        source: frozenset(LABEL_NAMES) - frozenset(spec.get("unlabelled", ()))
+        for source, spec in recipe["sources"].items()
+    }
+
+
+def source_of(name: str) -> str:
+    """Dataset images are named `<source>__<source split>__<stem>`."""
+    if "__" not in name:
+        raise ValueError(f"{name}: not a dataset image name (<source>__<split>__<stem>)")
+    return name.split("__", 1)[0]
+
+
+def split_images(data: Path, split: str) -> list[Path]:
+    """Every image of `split`, sorted by name so that runs and reports list them in one order."""
+    folder = data / "images" / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no {split} images at {folder}: build the dataset first (`envwatch dataset build`)")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def ground_truth(label_file: Path, width: int, height: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Pixel boxes and labels; class ids past the detector labels (train-only ignore regions) are skipped."""
+    boxes, _ = read_yolo_labels(label_file)
+    boxes = [b for b in boxes if b[0] < len(LABEL_NAMES)]
+    if not boxes:
+        return np.zeros((0, 4)), ()
+    cxcywh = np.array([b[1:] for b in boxes]) * [width, height, width, height]
+    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+    return xyxy, tuple(LABEL_NAMES[b[0]] for b in boxes)
+
+
+def run_split(detector: Detector, data: Path, split: str) -> list[ImageResult]:
+    """Detect once at `EVAL_CONF` on every image of the split, loading `LOAD_BATCH` images at a time."""
+    paths = split_images(data, split)
+    results: list[ImageResult] = []
+    with tqdm(total=len(paths), desc=f"evaluate {split}", unit="img", disable=None, file=sys.stderr) as progress:
+        for start in range(0, len(paths), LOAD_BATCH):
+            chunk = paths[start : start + LOAD_BATCH]
+            loaded = [load_image_file(path) for path in chunk]
+            found = detector.detect([image.pixels for image in loaded], conf=EVAL_CONF)
+            for path, image, detections in zip(chunk, loaded, found, strict=True):
+                gt_xyxy, gt_labels = ground_truth(
+                    data / "labels" / split / f"{path.stem}.txt", image.width, image.height
+                )
+                results.append(ImageResult(path.stem, source_of(path.stem), gt_xyxy, gt_labels, detections))
+            progress.update(len(chunk))
+    return results
+
+
+def label_mask(detections: Detections, label: str) -> np.ndarray:
+    """Which boxes carry `label`; none when the model does not know the label."""
+    if label not in detections.names:
+        return np.zeros(len(detections), dtype=bool)
+    return detections.class_ids == detections.names.index(label)
+
+
+def _label_matches(image: ImageResult, label: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scores, true-positive flags (n, 10) and ground-truth count of one label in one image."""
+    predicted = label_mask(image.detections, label)
+    truth = np.array([gt == label for gt in image.gt_labels], dtype=bool)
+    scores = image.detections.scores[predicted]
+    return scores, match_greedy(image.detections.xyxy[predicted], scores, image.gt_xyxy[truth]), int(truth.sum())
+
+
+def label_ap(images: Sequence[ImageResult], label: str) -> dict:
+    """AP50, AP50-95 and box count of one label pooled over `images` (all from sources annotating it)."""
+    parts = [_label_matches(image, label) for image in images]
+    scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+    correct = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 10), dtype=bool)
+    n_gt = sum(p[2] for p in parts)
+    ap = ap_per_iou(scores, correct, n_gt)
+    return {
+        "ap50": None if ap is None else float(ap[0]),
+        "ap50_95": None if ap is None else float(ap.mean()),
+        "boxes": n_gt,
+    }
+
+
+def positive_types(image: ImageResult) -> set[str]:
+    return {problem_for_label(label) for label in image.gt_labels} - {None}
+
+
+def measured_problems(labels: frozenset[str]) -> list[str]:
+    """Problem types a source's labels can show, in taxonomy order."""
+    raised = {problem_for_label(label) for label in labels}
+    return [problem for problem in PROBLEMS if problem in raised]
+
+
+def problem_rates(images: Sequence[ImageResult], problem: str, flagged: dict[str, set[str]]) -> dict:
+    """Image-level rates of one problem type; `flagged` maps an image name to the types it was flagged for."""
+    positive = np.array([problem in positive_types(image) for image in images], dtype=bool)
+    return image_rates(positive, np.array([problem in flagged[image.name] for image in images], dtype=bool))
+
+
+def scope_metrics(images: Sequence[ImageResult], annotated: Annotation, flagged: dict[str, set[str]]) -> dict:
+    """Box- and image-level metrics over `images`, each label and problem only on the sources that annotate it."""
+    sources = sorted({image.source for image in images})
+    per_label = {
+        label: label_ap([image for image in images if label in annotated[image.source]], label)
+        for label in LABEL_NAMES
+        if any(label in annotated[source] for source in sources)
+    }
+    measured = [v for v in per_label.values() if v["ap50"] is not None]
+    problems = {
+        problem: problem_rates(
+            [i for i in images if problem in measured_problems(annotated[i.source])], problem, flagged
+        )
+        for problem in measured_problems(frozenset().union(*(annotated[source] for source in sources)))
+    }
+    return {
+        "images": len(images),
+        "labels": per_label,
+        "map50": float(np.mean([v["ap50"] for v in measured])) if measured else None,
+        "map50_95": float(np.mean([v["ap50_95"] for v in measured])) if measured else None,
+        "problems": problems,
+    }
+
+
+def choose_thresholds(
+    images: Sequence[ImageResult], annotated: Annotation, current: dict[str, float], names: Sequence[str]
+) -> dict[str, dict]:
+    """Per detector label, the best-F1 image-level threshold (see `THRESHOLD_METHOD`), with its numbers on `images`.
+
+    A label that no candidate threshold finds in any positive image (F1 0 everywhere, as with a barely
+    trained model) keeps its current threshold: the lowest candidate would be an arbitrary choice.
+    """
+    chosen: dict[str, dict] = {}
+    for label in names:
+        on = [image for image in images if label in annotated[image.source]]
+        positive = np.array([label in image.gt_labels for image in on], dtype=bool)
+        if not positive.any():
+            chosen[label] = {"threshold": current.get(label, 0.25), "kept": f"no {label} image among {len(on)}"}
+            continue
+        best = np.array([image.detections.scores[label_mask(image.detections, label)].max(initial=0.0) for image in on])
+        choice = best_f1_threshold(best, positive, THRESHOLD_CANDIDATES)
+        if choice["f1"] == 0:
+            reason = f"no candidate finds any of the {choice['positives']} {label} images"
+            choice = {"threshold": current.get(label, 0.25), "kept": reason}
+        chosen[label] = choice
+    return chosen
+
+
+def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float]) -> dict:
+    """Every number of the report from one pass of detections (JSON layout in `main`'s docstring)."""
+    unknown = sorted({image.source for image in images} - set(annotated))
+    if unknown:
+        raise ValueError(f"images from sources missing in the recipe: {unknown}")
+    flagged = {image.name: {p.type for p in problems_from(image.detections, thresholds)} for image in images}
+    by_source: dict[str, list[ImageResult]] = {}
+    for image in images:
+        by_source.setdefault(image.source, []).append(image)
+    fire_sources = [
+        source for source in sorted(by_source) if any("burning" in positive_types(i) for i in by_source[source])
+    ]
+    fire_images = [image for source in fire_sources for image in by_source[source]]
+    no_fire = by_source.get(NO_FIRE_SOURCE, [])
+    return {
+        "sources": {source: scope_metrics(group, annotated, flagged) for source, group in sorted(by_source.items())},
+        "all": scope_metrics(images, annotated, flagged),
+        "burning_fire_sources": (
+            {"sources": fire_sources, **problem_rates(fire_images, "burning", flagged)} if fire_images else None
+        ),
+        "garbage_cn_burning_false_alarm": (
+            image_rates(np.zeros(len(no_fire), dtype=bool), np.array(["burning" in flagged[i.name] for i in no_fire]))
+            if no_fire
+            else None
+        ),
+    }
+
+
+def evaluate(detector: Detector, data: Path, split: str, choose: bool = False, recipe: Path = DEFAULT_RECIPE) -> dict:
+    """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds."""
+    annotated = annotated_labels(yaml.safe_load(recipe.read_text()))
+    images = run_split(detector, data, split)
+    result = {
+        "model": detector.version,
+        "model_path": str(detector.path),
+        "split": split,
+        "images": len(images),
+        "thresholds": dict(detector.thresholds),
+        **summarise(images, annotated, detector.thresholds),
+    }
+    if choose:
+        result["threshold_choice"] = {
+            "method": THRESHOLD_METHOD.format(split=split),
+            "labels": choose_thresholds(images, annotated, detector.thresholds, detector.names),
+        }
+    return result
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _rate(value: float | None, hits: int, total: int) -> str:
+    return "–" if value is None else f"{value:.3f} ({hits}/{total})"
+
+
+def _problem_row(scope: str, problem: str, m: dict) -> str:
+    recall = _rate(m["recall"], m["flagged_positives"], m["positives"])
+    false_alarm = _rate(m["false_alarm_rate"], m["flagged_negatives"], m["negatives"])
+    return f"| {scope} | {problem} | {recall} | {false_alarm} |"
+
+
+def markdown_tables(result: dict) -> str:
+    """The model card's tables: AP per source and label, image-level rates per problem, chosen thresholds."""
+    scopes = [*result["sources"].items(), ("**all**", result["all"])]
+    lines = [
+        f"Box level, {result['split']} split ({result['images']} images), model `{result['model']}`; "
+        "each label only on the sources that annotate it:",
+        "",
+        "| source | label | boxes | AP50 | AP50-95 |",
+        "|---|---|---|---|---|",
+    ]
+    for scope, metrics in scopes:
+        for label, m in metrics["labels"].items():
+            lines.append(f"| {scope} | {label} | {m['boxes']} | {_number(m['ap50'])} | {_number(m['ap50_95'])} |")
+        lines.append(f"| {scope} | **mean** | | {_number(metrics['map50'])} | {_number(metrics['map50_95'])} |")
+    thresholds = ", ".join(f"{k} {v:g}" for k, v in result["thresholds"].items())
+    lines += [
+        "",
+        f"Image level at the shipped thresholds ({thresholds}); recall = flagged photos showing the problem, "
+        "false alarms = flagged photos not showing it:",
+        "",
+        "| source | problem | recall | false-alarm rate |",
+        "|---|---|---|---|",
+    ]
+    for scope, metrics in scopes:
+        lines += [_problem_row(scope, problem, m) for problem, m in metrics["problems"].items()]
+    if result["burning_fire_sources"]:
+        fire = result["burning_fire_sources"]
+        lines.append(_problem_row(" + ".join(fire["sources"]), "burning", fire))
+    if result["garbage_cn_burning_false_alarm"]:
+        lines.append(
+            _problem_row(f"{NO_FIRE_SOURCE} (no fire anywhere)", "burning", result["garbage_cn_burning_false_alarm"])
+        )
+    if "threshold_choice" in result:
+        lines += [
+            "",
+            f"Thresholds chosen on {result['split']}: {result['threshold_choice']['method']}.",
+            "",
+            "| label | threshold | precision | recall | F1 | images | positives |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, c in result["threshold_choice"]["labels"].items():
+            if "kept" in c:
+                lines.append(f"| {label} | {c['threshold']:g} (kept: {c['kept']}) | | | | | |")
+            else:
+                lines.append(
+                    f"| {label} | {c['threshold']:g} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+                    f"| {c['images']} | {c['positives']} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def thresholds_path(out: Path) -> Path:
+    """Where the chosen thresholds go: beside the full record, for `envwatch export --thresholds`."""
+    return out.with_name(f"{out.stem}.thresholds.json")
+
+
+def main(args: argparse.Namespace) -> int:
+    """`envwatch evaluate`: print the tables; write the full record to --out.
+
+    JSON layout: {"model", "model_path", "split", "images", "thresholds" (the shipped ones used for
+    the image level), "sources": {source: {"images", "labels": {label: {"ap50", "ap50_95", "boxes"}},
+    "map50", "map50_95", "problems": {type: {"recall", "false_alarm_rate", "positives", "negatives",
+    "flagged_positives", "flagged_negatives"}}}}, "all": {same}, "burning_fire_sources": {"sources",
+    same counts}, "garbage_cn_burning_false_alarm": {same counts}, and with --choose-thresholds
+    "threshold_choice": {"method", "labels": {label: {"threshold", "precision", "recall", "f1",
+    "images", "positives"}}}}. A rate or AP with nothing to measure is null.
+    """
+    if args.choose_thresholds and args.split != "val":
+        print(
+            f"--choose-thresholds chooses on val only (got --split {args.split}): "
+            "test stays untouched so that what it reports was not tuned to it",
+            file=sys.stderr,
+        )
+        return 2
+    if args.choose_thresholds and args.out is None:
+        print("--choose-thresholds needs --out: the chosen thresholds are written beside it", file=sys.stderr)
+        return 2
+    detector = Detector.load(args.model)
+    result = evaluate(detector, args.data, args.split, choose=args.choose_thresholds)
+    print(markdown_tables(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.out}")
+    if args.choose_thresholds:
+        chosen = {label: c["threshold"] for label, c in result["threshold_choice"]["labels"].items()}
+        path = thresholds_path(args.out)
+        path.write_text(json.dumps(chosen, indent=2) + "\n")
+        print(f"wrote {path}: {chosen}\n(ship them with `envwatch export CHECKPOINT --thresholds {path}`)")
+    return 0
