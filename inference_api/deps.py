@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,3 +62,11 @@ def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Sess
 StateDep = Annotated[AppState, Depends(get_state)]
 SessionDep = Annotated[Session, Depends(get_session)]
 DetectorDep = Annotated[Any, Depends(get_detector)]
+
+DB_INT_MAX = 2**63 - 1
+"""The largest integer both databases take as a parameter (SQLite INTEGER, PostgreSQL BIGINT). Ids and offsets
+above it are 422 like any out-of-range value, not an overflow in the driver (a 500)."""
+
+IdPath = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+"""A resource id in the path: ids start at 1; an unknown one in range is a 404."""
+Offset = Annotated[int, Query(ge=0, le=DB_INT_MAX)]

@@ -29,10 +29,10 @@ from inference_api.db import transaction
 from inference_api.deps import AppState
 from inference_api.errors import ApiError
 from inference_api.models import Inspection, Job, JobItem, utcnow
+from model.images import IMAGE_SUFFIXES
 
 log = logging.getLogger("envwatch.jobs")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 ACTIVE = ("queued", "running")
 
 

@@ -38,11 +38,10 @@ from tqdm import tqdm
 
 from inference_api.scan_formats import WRITERS, open_output
 from model.detections import Detections
-from model.images import ImageError, LoadedImage, load_image_file
+from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file
 from model.problems import Problem, problems_from
 from model.runtime import Detector
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 GLOB_CHARS = frozenset("*?[")
 
 

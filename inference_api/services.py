@@ -239,7 +239,7 @@ def add_file_rows(
             image_id=image.id,
             type=str(problem.type),
             label=str(problem.label),
-            score=float(problem.score),
+            score=round(float(problem.score), 4),  # as shown, so min_score filters agree with what users see
             x1=x1,
             y1=y1,
             x2=x2,

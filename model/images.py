@@ -21,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, with a clearer message
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""File suffixes taken for photos when walking folders (case-insensitive)."""
 DEFAULT_MAX_PIXELS = 120_000_000
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 GPS_IFD = 0x8825

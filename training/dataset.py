@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 import yaml
 
+from model.images import IMAGE_SUFFIXES
 from model.taxonomy import LABEL_NAMES
 
 SPLITS = ("train", "val", "test")
 SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 GENERIC_STEMS = {"img", "image", "images", "pic", "photo", "frame", "download"}
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "datasets" / "sources.yaml"
 

@@ -46,11 +46,11 @@ import yaml
 from tqdm import tqdm
 
 from model.detections import Detections
-from model.images import load_image_file
+from model.images import IMAGE_SUFFIXES, load_image_file
 from model.problems import problems_from
 from model.runtime import Detector
 from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, problem_for_label
-from training.dataset import DEFAULT_RECIPE, IMAGE_SUFFIXES, read_yolo_labels
+from training.dataset import DEFAULT_RECIPE, read_yolo_labels
 from training.metrics import ap_per_iou, best_f1_threshold, image_rates, match_greedy
 
 EVAL_CONF = 0.001

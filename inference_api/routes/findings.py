@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from inference_api import presenters, services, store
 from inference_api.auth import Reader, Writer
-from inference_api.deps import AppState, DetectorDep, SessionDep, StateDep
+from inference_api.deps import DB_INT_MAX, AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
 from inference_api.routes.inspections import _overloaded
@@ -36,7 +36,7 @@ def finding_filter(
     ] = None,
     date_to: Annotated[datetime | None, Query(alias="to", description="Observed at or before.")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-    inspection_id: Annotated[int | None, Query()] = None,
+    inspection_id: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
 ) -> store.FindingFilter:
     """The filters shared by the list, summary and export endpoints."""
     if date_from and date_to and date_from > date_to:
@@ -61,7 +61,7 @@ def list_findings(
     _: Reader,
     where: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> FindingPage:
     total, rows = store.list_findings(session, where, limit, offset)
     return FindingPage(total=total, limit=limit, offset=offset, items=[presenters.finding_out(f) for f in rows])
@@ -86,7 +86,7 @@ def summary(session: SessionDep, _: Reader, where: FilterDep) -> Summary:
 
 
 @router.get("/{finding_id}", response_model=FindingDetail, responses=responses(*AUTH, 404, 422))
-def get_finding(finding_id: int, session: SessionDep, _: Reader) -> FindingDetail:
+def get_finding(finding_id: IdPath, session: SessionDep, _: Reader) -> FindingDetail:
     finding = store.get_finding(session, finding_id, with_history=True)
     if finding is None:
         raise ApiError(404, "not_found", f"no finding {finding_id}")
@@ -94,7 +94,7 @@ def get_finding(finding_id: int, session: SessionDep, _: Reader) -> FindingDetai
 
 
 @router.post("/{finding_id}/transitions", response_model=FindingDetail, responses=responses(*AUTH, 404, 409, 422))
-def transition(finding_id: int, body: Transition, state: StateDep, principal: Writer) -> FindingDetail:
+def transition(finding_id: IdPath, body: Transition, state: StateDep, principal: Writer) -> FindingDetail:
     """Move the finding along the review workflow.
 
     candidate → confirmed | dismissed; confirmed → rectification_ordered → rectified → closed;
@@ -111,7 +111,7 @@ def transition(finding_id: int, body: Transition, state: StateDep, principal: Wr
     summary="Report the finding rectified, optionally with a follow-up photo",
 )
 def rectify(
-    finding_id: int,
+    finding_id: IdPath,
     state: StateDep,
     principal: Writer,
     detector: DetectorDep,

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from inference_api import presenters, services, store
 from inference_api.auth import Reader
-from inference_api.deps import SessionDep, StateDep
+from inference_api.deps import IdPath, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Image
 from inference_api.pool import Overloaded
@@ -25,18 +25,21 @@ def _image(session: Session, image_id: int) -> Image:
 
 
 @router.get("/{image_id}", response_model=ImageOut, responses=responses(*AUTH, 404, 422))
-def get_image(image_id: int, session: SessionDep, _: Reader) -> ImageOut:
+def get_image(image_id: IdPath, session: SessionDep, _: Reader) -> ImageOut:
     return presenters.image_out(_image(session, image_id))
 
 
 @router.get(
     "/{image_id}/original",
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The bytes as uploaded"},
+        200: {
+            "content": {"image/jpeg": {}, "image/png": {}, "application/octet-stream": {}},
+            "description": "The bytes as uploaded (image/jpeg or image/png when they are one, else octet-stream)",
+        },
         **responses(*AUTH, 404, 422),
     },
 )
-def get_original(image_id: int, session: SessionDep, state: StateDep, _: Reader) -> Response:
+def get_original(image_id: IdPath, session: SessionDep, state: StateDep, _: Reader) -> Response:
     image = _image(session, image_id)
     data = state.images.read(image.sha256)
     kind = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else None
@@ -54,7 +57,7 @@ def get_original(image_id: int, session: SessionDep, state: StateDep, _: Reader)
         **responses(*AUTH, 404, 422, 503),
     },
 )
-def get_annotated(image_id: int, session: SessionDep, state: StateDep, _: Reader) -> Response:
+def get_annotated(image_id: IdPath, session: SessionDep, state: StateDep, _: Reader) -> Response:
     """Boxes of the findings raised on this photo, or, for a follow-up photo, of the problems still seen on it."""
     image = _image(session, image_id)
     boxes: list[tuple[str, float, tuple[float, float, float, float]]] = [

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from inference_api import presenters, services, store
 from inference_api.auth import Principal, Reader, Writer
-from inference_api.deps import AppState, DetectorDep, SessionDep, StateDep
+from inference_api.deps import AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
 from inference_api.schemas import InspectionOut, InspectionPage
@@ -107,14 +107,14 @@ def list_inspections(
     session: SessionDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> InspectionPage:
     total, rows = store.list_inspections(session, limit, offset)
     return InspectionPage(total=total, limit=limit, offset=offset, items=[presenters.inspection_out(r) for r in rows])
 
 
 @router.get("/{inspection_id}", response_model=InspectionOut, responses=responses(*AUTH, 404, 422))
-def get_inspection(inspection_id: int, session: SessionDep, _: Reader) -> InspectionOut:
+def get_inspection(inspection_id: IdPath, session: SessionDep, _: Reader) -> InspectionOut:
     inspection = store.get_inspection(session, inspection_id)
     if inspection is None:
         raise ApiError(404, "not_found", f"no inspection {inspection_id}")

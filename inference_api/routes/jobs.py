@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from inference_api import jobs, services
 from inference_api.auth import Admin, Reader, Writer
-from inference_api.deps import SessionDep, StateDep
+from inference_api.deps import IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Job
 from inference_api.schemas import FolderJobCreate, JobOut
@@ -70,20 +70,20 @@ def list_jobs(
     session: SessionDep,
     _: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[JobOut]:
     rows = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)).all()
     return [JobOut.model_validate(r) for r in rows]
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(*AUTH, 404, 422))
-def get_job(job_id: int, session: SessionDep, _: Reader) -> JobOut:
+def get_job(job_id: IdPath, session: SessionDep, _: Reader) -> JobOut:
     """Progress: `processed` of `total`, `failed`, and `status` (queued, running, done, cancelled)."""
     return _job(session, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(*AUTH, 404, 409, 422))
-def cancel_job(job_id: int, state: StateDep, session: SessionDep, _: Writer) -> JobOut:
+def cancel_job(job_id: IdPath, state: StateDep, session: SessionDep, _: Writer) -> JobOut:
     """Stop before the next file; what was scored stays. A finished job is 409."""
     jobs.cancel(state, job_id)
     return _job(session, job_id)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from inference_api import store
 from inference_api.auth import Admin, Reader, hash_key, new_key
-from inference_api.deps import SessionDep
+from inference_api.deps import IdPath, SessionDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import utcnow
 from inference_api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, Me
@@ -34,7 +34,7 @@ def list_keys(session: SessionDep, _: Admin) -> list[ApiKeyOut]:
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyOut, responses=responses(*AUTH, 404, 409, 422))
-def revoke_key(key_id: int, session: SessionDep, principal: Admin) -> ApiKeyOut:
+def revoke_key(key_id: IdPath, session: SessionDep, principal: Admin) -> ApiKeyOut:
     """Revoke a key (it stops working at once); revoking your own key is refused to avoid lock-out."""
     with session.begin():
         row = store.get_key(session, key_id)
