@@ -55,6 +55,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
     parser.add_argument("--choose-thresholds", action="store_true", help="pick per-label thresholds on --split")
+    parser.add_argument("--report", type=Path, default=None, help="also write a self-contained HTML report here")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images per source (quick runs)")
     parser.set_defaults(module="training.evaluate", handler="main")
 
 

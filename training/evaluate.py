@@ -119,9 +119,27 @@ def ground_truth(label_file: Path, width: int, height: int) -> tuple[np.ndarray,
     return xyxy, tuple(LABEL_NAMES[b[0]] for b in boxes)
 
 
-def run_split(detector: Detector, data: Path, split: str) -> list[ImageResult]:
-    """Detect once at `EVAL_CONF` on every image of the split, loading `LOAD_BATCH` images at a time."""
+def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
+    """At most `limit` images per source, evenly spaced over its sorted names.
+
+    Evenly spaced rather than the first `limit` because names sort video frames together: a quick
+    run should still see every scene of a source, not one clip.
+    """
+    by_source: dict[str, list[Path]] = {}
+    for path in paths:
+        by_source.setdefault(source_of(path.stem), []).append(path)
+    picked = []
+    for group in by_source.values():
+        step = max(len(group) / limit, 1.0)
+        picked += [group[int(i * step)] for i in range(min(limit, len(group)))]
+    return sorted(picked)
+
+
+def run_split(detector: Detector, data: Path, split: str, limit: int | None = None) -> list[ImageResult]:
+    """Detect once at `EVAL_CONF` on every image of the split (or `limit` per source), `LOAD_BATCH` at a time."""
     paths = split_images(data, split)
+    if limit is not None:
+        paths = per_source_subset(paths, limit)
     results: list[ImageResult] = []
     with tqdm(total=len(paths), desc=f"evaluate {split}", unit="img", disable=None, file=sys.stderr) as progress:
         for start in range(0, len(paths), LOAD_BATCH):
@@ -144,7 +162,7 @@ def label_mask(detections: Detections, label: str) -> np.ndarray:
     return detections.class_ids == detections.names.index(label)
 
 
-def _label_matches(image: ImageResult, label: str) -> tuple[np.ndarray, np.ndarray, int]:
+def label_matches(image: ImageResult, label: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Scores, true-positive flags (n, 10) and ground-truth count of one label in one image."""
     predicted = label_mask(image.detections, label)
     truth = np.array([gt == label for gt in image.gt_labels], dtype=bool)
@@ -154,7 +172,7 @@ def _label_matches(image: ImageResult, label: str) -> tuple[np.ndarray, np.ndarr
 
 def label_ap(images: Sequence[ImageResult], label: str) -> dict:
     """AP50, AP50-95 and box count of one label pooled over `images` (all from sources annotating it)."""
-    parts = [_label_matches(image, label) for image in images]
+    parts = [label_matches(image, label) for image in images]
     scores = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
     correct = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 10), dtype=bool)
     n_gt = sum(p[2] for p in parts)
@@ -230,12 +248,17 @@ def choose_thresholds(
     return chosen
 
 
+def flagged_types(images: Sequence[ImageResult], thresholds: dict[str, float]) -> dict[str, set[str]]:
+    """Per image name, the problem types an inspector would see raised at `thresholds`."""
+    return {image.name: {p.type for p in problems_from(image.detections, thresholds)} for image in images}
+
+
 def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float]) -> dict:
     """Every number of the report from one pass of detections (JSON layout in `main`'s docstring)."""
     unknown = sorted({image.source for image in images} - set(annotated))
     if unknown:
         raise ValueError(f"images from sources missing in the recipe: {unknown}")
-    flagged = {image.name: {p.type for p in problems_from(image.detections, thresholds)} for image in images}
+    flagged = flagged_types(images, thresholds)
     by_source: dict[str, list[ImageResult]] = {}
     for image in images:
         by_source.setdefault(image.source, []).append(image)
@@ -258,10 +281,21 @@ def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: 
     }
 
 
-def evaluate(detector: Detector, data: Path, split: str, choose: bool = False, recipe: Path = DEFAULT_RECIPE) -> dict:
-    """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds."""
+def evaluate(
+    detector: Detector,
+    data: Path,
+    split: str,
+    choose: bool = False,
+    recipe: Path = DEFAULT_RECIPE,
+    limit: int | None = None,
+) -> tuple[dict, list[ImageResult]]:
+    """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds.
+
+    Returns the per-image results beside the numbers so that `training.report` draws its curves and
+    galleries from the very pass the numbers came from instead of detecting again.
+    """
     annotated = annotated_labels(yaml.safe_load(recipe.read_text()))
-    images = run_split(detector, data, split)
+    images = run_split(detector, data, split, limit)
     result = {
         "model": detector.version,
         "model_path": str(detector.path),
@@ -275,7 +309,7 @@ def evaluate(detector: Detector, data: Path, split: str, choose: bool = False, r
             "method": THRESHOLD_METHOD.format(split=split),
             "labels": choose_thresholds(images, annotated, detector.thresholds, detector.names),
         }
-    return result
+    return result, images
 
 
 def _number(value: float | None) -> str:
@@ -358,6 +392,9 @@ def main(args: argparse.Namespace) -> int:
     same counts}, "garbage_cn_burning_false_alarm": {same counts}, and with --choose-thresholds
     "threshold_choice": {"method", "labels": {label: {"threshold", "precision", "recall", "f1",
     "images", "positives"}}}}. A rate or AP with nothing to measure is null.
+
+    With --report DIR, `training.report` also writes DIR/index.html from the same pass; --limit N
+    evaluates at most N images per source, for quick looks (not for numbers to publish).
     """
     if args.choose_thresholds and args.split != "val":
         print(
@@ -366,16 +403,23 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.limit is not None and args.limit < 1:
+        print(f"--limit must be at least 1 image per source (got {args.limit})", file=sys.stderr)
+        return 2
     if args.choose_thresholds and args.out is None:
         print("--choose-thresholds needs --out: the chosen thresholds are written beside it", file=sys.stderr)
         return 2
     detector = Detector.load(args.model)
-    result = evaluate(detector, args.data, args.split, choose=args.choose_thresholds)
+    result, images = evaluate(detector, args.data, args.split, choose=args.choose_thresholds, limit=args.limit)
     print(markdown_tables(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.out}")
+    if args.report is not None:
+        from training.report import write_report  # matplotlib only when a report is asked for
+
+        print(f"wrote {write_report(result, images, args.data, args.report)}")
     if args.choose_thresholds:
         chosen = {label: c["threshold"] for label, c in result["threshold_choice"]["labels"].items()}
         path = thresholds_path(args.out)
