@@ -63,9 +63,9 @@ StateDep = Annotated[AppState, Depends(get_state)]
 SessionDep = Annotated[Session, Depends(get_session)]
 DetectorDep = Annotated[Any, Depends(get_detector)]
 
-DB_INT_MAX = 2**63 - 1
-"""The largest integer both databases take as a parameter (SQLite INTEGER, PostgreSQL BIGINT). Ids and offsets
-above it are 422 like any out-of-range value, not an overflow in the driver (a 500)."""
+DB_INT_MAX = 2**31 - 1
+"""The largest id (INTEGER columns are 32-bit on PostgreSQL; SQLite overflows past 2**63) and the largest offset.
+Larger values are 422 like any other out-of-range parameter, not an overflow in the database driver (a 500)."""
 
 IdPath = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
 """A resource id in the path: ids start at 1; an unknown one in range is a 404."""

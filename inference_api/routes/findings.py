@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from pydantic import BeforeValidator
 
 from inference_api import presenters, services, store
 from inference_api.auth import Reader, Writer
@@ -27,18 +28,43 @@ from inference_api.schemas import (
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
 
 
+def _iso_only(value: object) -> object:
+    """Refuse a bare number: pydantic would read it as a Unix time, but the API takes ISO 8601 date-times."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2024-05-01T08:00:00+08:00")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """An aware UTC datetime (naive means UTC, as stored), or 422 when the offset takes it past year 1 or 9999."""
+    if value is None:
+        return None
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ApiError(422, "invalid_request", f"'{name}' is out of the representable range") from None
+
+
 def finding_filter(
     type: Annotated[ProblemTypeKey | None, Query(description="Problem type.")] = None,  # noqa: A002
     status: Annotated[Status | None, Query(description="Review status.")] = None,
     region: Annotated[str | None, Query(description="Inspection region, exact match.")] = None,
     date_from: Annotated[
-        datetime | None, Query(alias="from", description="Observed at or after (EXIF capture time, else upload).")
+        IsoDatetime | None, Query(alias="from", description="Observed at or after (EXIF capture time, else upload).")
     ] = None,
-    date_to: Annotated[datetime | None, Query(alias="to", description="Observed at or before.")] = None,
+    date_to: Annotated[IsoDatetime | None, Query(alias="to", description="Observed at or before.")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
     inspection_id: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
 ) -> store.FindingFilter:
     """The filters shared by the list, summary and export endpoints."""
+    date_from, date_to = _utc(date_from, "from"), _utc(date_to, "to")
     if date_from and date_to and date_from > date_to:
         raise ApiError(422, "invalid_request", "'from' is after 'to'")
     return store.FindingFilter(

@@ -66,7 +66,7 @@ def create_inspection(
     principal: Writer,
     detector: DetectorDep,
     response: Response,
-    files: Annotated[list[UploadFile], File(description="One or more photos (JPEG, PNG, ...).")],
+    files: Annotated[list[UploadFile], File(min_length=1, description="One or more photos (JPEG, PNG, ...).")],
     inspector: Annotated[str | None, Form(max_length=200)] = None,
     region: Annotated[str | None, Form(max_length=200)] = None,
     township: Annotated[str | None, Form(max_length=200)] = None,

@@ -134,3 +134,74 @@ def test_unknown_routes_use_the_error_schema(server: Server) -> None:
     response = httpx.get(server.url + "/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/v1/findings/1/transitions", "application/json", b'{"to": "\xff"}'),
+        ("/v1/keys", "application/json", b'{"name": "\xfe\xff", "role": "admin"}'),
+        ("/v1/inspections", "multipart/form-data", b"no boundary, no parts"),
+        (
+            "/v1/jobs/zip",
+            "multipart/form-data; boundary=xyz",
+            b"--xyz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--xyz--\r\n",
+        ),
+    ],
+)
+def test_unparseable_bodies_are_422_invalid_request(server: Server, path: str, content_type: str, body: bytes) -> None:
+    """Regression (found by the schemathesis fuzz): JSON that is not UTF-8 and broken multipart forms were
+    400 `http_400`, a status no operation declares; they are invalid requests like any other."""
+    with server.admin as client:
+        response = client.post(path, content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("value", [2**31, 2**63, 2**64, -(2**64)])
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("GET", "/v1/findings/{}"),
+        ("POST", "/v1/findings/{}/transitions"),
+        ("GET", "/v1/images/{}"),
+        ("GET", "/v1/images/{}/original"),
+        ("GET", "/v1/inspections/{}"),
+        ("GET", "/v1/jobs/{}"),
+        ("POST", "/v1/jobs/{}/cancel"),
+        ("DELETE", "/v1/keys/{}"),
+        ("GET", "/v1/findings?offset={}"),
+        ("GET", "/v1/findings/summary?inspection_id={}"),
+        ("GET", "/v1/inspections?offset={}"),
+        ("GET", "/v1/jobs?offset={}"),
+    ],
+)
+def test_ids_and_offsets_out_of_the_databases_range_are_422(
+    server: Server, method: str, template: str, value: int
+) -> None:
+    """Regression (found by the schemathesis fuzz): ids and offsets past what the database takes (PostgreSQL
+    INTEGER ids: 2**31; SQLite: 2**63) reached the driver and were a 500."""
+    with server.admin as client:
+        response = client.request(
+            method, template.format(value), json={"to": "confirmed"} if method == "POST" else None
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_largest_id_is_an_ordinary_404(server: Server) -> None:
+    with server.admin as client:
+        assert client.get(f"/v1/findings/{2**31 - 1}").status_code == 404
+        assert client.get("/v1/inspections", params={"offset": 2**31 - 1}).json()["items"] == []
+
+
+def test_openapi_declares_what_the_routes_really_accept_and_return(openapi: dict) -> None:
+    """Regressions (found by the schemathesis fuzz): the original photo is served as image/jpeg or image/png,
+    an upload needs at least one file, and ids are bounded."""
+    original = openapi["paths"]["/v1/images/{image_id}/original"]["get"]["responses"]["200"]["content"]
+    assert {"image/jpeg", "image/png", "application/octet-stream"} <= set(original)
+    body = openapi["paths"]["/v1/inspections"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    ref = body["$ref"].rsplit("/", 1)[-1]
+    assert openapi["components"]["schemas"][ref]["properties"]["files"]["minItems"] == 1
+    (finding_id,) = openapi["paths"]["/v1/findings/{finding_id}"]["get"]["parameters"]
+    assert finding_id["schema"]["minimum"] == 1 and finding_id["schema"]["maximum"] == 2**31 - 1

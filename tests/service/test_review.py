@@ -218,6 +218,28 @@ def test_filters_and_pagination_agree_with_the_data(
         assert reversed_range.status_code == 422
 
 
+def test_date_filters_take_any_offset_and_refuse_what_is_not_a_date_time(
+    server: Server, integration_key: str, seeded: dict[str, list[dict]]
+) -> None:
+    """Regressions (found fuzzing the filters): an offset-aware bound with a naive one (naive means UTC) was a
+    500, so was a bound the UTC conversion takes past year 1 or 9999, and a bare number was read as a Unix time."""
+    with server.client(integration_key) as client:
+        old = all_findings(client, **{"from": "2023-01-01T00:00:00Z", "to": "2023-12-31T23:59:59Z"})
+        mixed = all_findings(client, **{"from": "2023-01-01T08:00:00+08:00", "to": "2023-12-31T23:59:59"})
+        assert old and {f["id"] for f in mixed} == {f["id"] for f in old}
+        for path in ("/v1/findings", "/v1/findings/summary", "/v1/findings.csv", "/v1/findings.geojson"):
+            for params in (
+                {"from": "2023-01-01T00:00:00Z", "to": "2022-12-31T23:59:59"},
+                {"from": "0001-01-01T00:00:00+14:00"},
+                {"to": "9999-12-31T23:59:59-14:00"},
+                {"from": "12"},
+                {"to": "1700000000"},
+            ):
+                response = client.get(path, params=params)
+                assert response.status_code == 422, (path, params, response.text)
+                assert response.json()["error"]["code"] == "invalid_request"
+
+
 def test_summary_counts_match_the_list(server: Server, integration_key: str, seeded: dict[str, list[dict]]) -> None:
     with server.client(integration_key) as client:
         everything = all_findings(client)
