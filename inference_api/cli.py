@@ -26,6 +26,10 @@ def _add_dataset(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, default=REPO / "build" / "dataset")
     build.add_argument("--recipe", type=Path, default=REPO / "datasets" / "sources.yaml")
     build.add_argument("--card", type=Path, default=None, help="also write the dataset card here")
+    twins = actions.add_parser("twins", help="list held-out images with a twin (same photo or scene) in training")
+    twins.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
+    twins.add_argument("--split", default="test", choices=("val", "test"))
+    twins.add_argument("--out", type=Path, default=REPO / "build" / "test-twins.csv")
     parser.set_defaults(module="training.commands", handler="dataset")
 
 
@@ -57,6 +61,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--choose-thresholds", action="store_true", help="pick per-label thresholds on --split")
     parser.add_argument("--report", type=Path, default=None, help="also write a self-contained HTML report here")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images per source (quick runs)")
+    parser.add_argument("--exclude", type=Path, default=None, help="CSV whose first column names images to leave out")
     parser.set_defaults(module="training.evaluate", handler="main")
 
 

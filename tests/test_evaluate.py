@@ -275,3 +275,17 @@ def test_envwatch_evaluate_on_val(tiny_onnx: Path, built_dataset: Path, tmp_path
         assert value == result["threshold_choice"]["labels"][label]["threshold"]
         assert 0.05 <= value <= 0.9
     assert "F1" in result["threshold_choice"]["method"]
+
+
+def test_excluded_images_are_left_out(tiny_onnx: Path, built_dataset: Path, tmp_path: Path) -> None:
+    from model.runtime import Detector
+    from training.evaluate import evaluate, read_image_list
+
+    names = sorted(p.stem for p in (built_dataset / "images" / "val").iterdir())
+    listed = tmp_path / "twins.csv"
+    listed.write_text("image,twin\n" + "".join(f"{name},x\n" for name in names[:3]))
+    exclude = frozenset(read_image_list(listed))
+    assert exclude == set(names[:3])
+    result, images = evaluate(Detector.load(tiny_onnx), built_dataset, "val", limit=2, exclude=exclude)
+    assert result["excluded"] == 3 and not exclude & {image.name for image in images}
+    assert result["images"] == len(images) > 0

@@ -10,6 +10,13 @@ from training.dataset import build
 
 
 def dataset(args: argparse.Namespace) -> int:
+    if args.action == "twins":
+        from training.twins import held_out_twins, write_twins_csv
+
+        twins = held_out_twins(args.data, args.split)
+        count = write_twins_csv(twins, args.out)
+        print(f"{count} of {len(twins)} {args.split} images have a twin in training data: {args.out}")
+        return 0
     data_yaml = build(args.shared, args.out, args.recipe, args.card)
     print(f"dataset written: {data_yaml}")
     print((data_yaml.parent / "CARD.md").read_text())

@@ -35,6 +35,7 @@ Thresholds (`--choose-thresholds`) are chosen on val only: test stays untouched 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -135,9 +136,14 @@ def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
     return sorted(picked)
 
 
-def run_split(detector: Detector, data: Path, split: str, limit: int | None = None) -> list[ImageResult]:
-    """Detect once at `EVAL_CONF` on every image of the split (or `limit` per source), `LOAD_BATCH` at a time."""
-    paths = split_images(data, split)
+def run_split(
+    detector: Detector, data: Path, split: str, limit: int | None = None, exclude: frozenset[str] = frozenset()
+) -> list[ImageResult]:
+    """Detect once at `EVAL_CONF` on every image of the split (or `limit` per source), `LOAD_BATCH` at a time.
+
+    `exclude` names images (by stem) left out, e.g. held-out images with a twin in training data.
+    """
+    paths = [path for path in split_images(data, split) if path.stem not in exclude]
     if limit is not None:
         paths = per_source_subset(paths, limit)
     results: list[ImageResult] = []
@@ -288,6 +294,7 @@ def evaluate(
     choose: bool = False,
     recipe: Path = DEFAULT_RECIPE,
     limit: int | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[dict, list[ImageResult]]:
     """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds.
 
@@ -295,12 +302,13 @@ def evaluate(
     galleries from the very pass the numbers came from instead of detecting again.
     """
     annotated = annotated_labels(yaml.safe_load(recipe.read_text()))
-    images = run_split(detector, data, split, limit)
+    images = run_split(detector, data, split, limit, exclude)
     result = {
         "model": detector.version,
         "model_path": str(detector.path),
         "split": split,
         "images": len(images),
+        "excluded": len(exclude),
         "thresholds": dict(detector.thresholds),
         **summarise(images, annotated, detector.thresholds),
     }
@@ -382,6 +390,12 @@ def thresholds_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.thresholds.json")
 
 
+def read_image_list(path: Path) -> list[str]:
+    """Image names from the first column of a CSV with a header (as `envwatch dataset twins` writes)."""
+    with open(path, newline="") as handle:
+        return [row[0] for row in list(csv.reader(handle))[1:] if row]
+
+
 def main(args: argparse.Namespace) -> int:
     """`envwatch evaluate`: print the tables; write the full record to --out.
 
@@ -409,8 +423,11 @@ def main(args: argparse.Namespace) -> int:
     if args.choose_thresholds and args.out is None:
         print("--choose-thresholds needs --out: the chosen thresholds are written beside it", file=sys.stderr)
         return 2
+    exclude = frozenset(read_image_list(args.exclude)) if args.exclude else frozenset()
     detector = Detector.load(args.model)
-    result, images = evaluate(detector, args.data, args.split, choose=args.choose_thresholds, limit=args.limit)
+    result, images = evaluate(
+        detector, args.data, args.split, choose=args.choose_thresholds, limit=args.limit, exclude=exclude
+    )
     print(markdown_tables(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
