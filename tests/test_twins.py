@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.twins import SHORTLIST_SIMILARITY, Describer, crop_black_border, find_twins, nearest
+from training.twins import Describer, crop_black_border, find_twins, nearest
 
 
 def sheared_copy(source: Path, target: Path, shear: float = 0.12, border: int = 16, quality: int = 70) -> Path:
@@ -51,7 +51,7 @@ def test_finds_sheared_bordered_reencoded_copy(describer: Describer, real_images
     # itself rests on the geometry, which sees hundreds of inliers).
     [top] = nearest([copy], real_images, describer)[0]
     assert top.match == original
-    assert top.similarity >= SHORTLIST_SIMILARITY - 0.05
+    assert top.similarity >= 0.87  # a sheared, re-encoded copy scores about 0.91 against its original
 
 
 def test_does_not_pair_different_photos(describer: Describer, real_images: list[Path]) -> None:
