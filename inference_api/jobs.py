@@ -28,7 +28,7 @@ from inference_api.auth import Principal
 from inference_api.db import transaction
 from inference_api.deps import AppState
 from inference_api.errors import ApiError
-from inference_api.models import Inspection, Job, JobItem, utcnow
+from inference_api.models import Job, JobItem, utcnow
 from model.images import IMAGE_SUFFIXES
 
 log = logging.getLogger("envwatch.jobs")
@@ -118,15 +118,7 @@ def create_job(
     if not files:
         raise ApiError(422, "no_images", f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
     with transaction(state.sessions) as session:
-        inspection = Inspection(
-            inspector=meta.inspector,
-            region=meta.region,
-            township=meta.township,
-            village=meta.village,
-            note=meta.note,
-            created_by=principal.name,
-            created_at=utcnow(),
-        )
+        inspection = meta.new_inspection(principal.name, utcnow())
         session.add(inspection)
         session.flush()
         job = Job(

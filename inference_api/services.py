@@ -82,6 +82,19 @@ class InspectionMeta:
     note: str | None = None
     client_id: str | None = None
 
+    def new_inspection(self, created_by: str, created_at: datetime) -> Inspection:
+        """The ledger row these details describe; jobs and uploads both start one this way."""
+        return Inspection(
+            client_id=self.client_id,
+            inspector=self.inspector,
+            region=self.region,
+            township=self.township,
+            village=self.village,
+            note=self.note,
+            created_by=created_by,
+            created_at=created_at,
+        )
+
 
 def read_upload(name: str | None, stream: BinaryIO, max_bytes: int) -> Upload:
     """Read at most `max_bytes` + 1 bytes, so an oversized file is recognised without being held whole."""
@@ -282,16 +295,7 @@ def persist_inspection(
     try:
         with transaction(state.sessions) as session:
             now = utcnow()
-            inspection = Inspection(
-                client_id=meta.client_id,
-                inspector=meta.inspector,
-                region=meta.region,
-                township=meta.township,
-                village=meta.village,
-                note=meta.note,
-                created_by=principal.name,
-                created_at=now,
-            )
+            inspection = meta.new_inspection(principal.name, now)
             session.add(inspection)
             session.flush()
             for position, item in enumerate(analysed):
