@@ -90,16 +90,3 @@ class Detections:
 
     def to_list(self) -> list[dict]:
         return [d.as_dict() for d in self]
-
-    @classmethod
-    def merge(cls, parts: Sequence[Detections], names: Sequence[str]) -> Detections:
-        if not parts:
-            return cls.empty(names)
-        keys = set.intersection(*(set(p.data) for p in parts)) if parts else set()
-        return cls(
-            np.concatenate([p.xyxy for p in parts]),
-            np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.class_ids for p in parts]),
-            tuple(names),
-            {k: np.concatenate([np.asarray(p.data[k]) for p in parts]) for k in keys},
-        )

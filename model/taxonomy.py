@@ -55,7 +55,3 @@ def problem_for_label(label: str) -> str | None:
     """The problem type a detector label raises; unknown labels raise nothing."""
     found = LABELS_BY_KEY.get(label)
     return found.problem if found else None
-
-
-def labels_for_problem(problem: str) -> tuple[str, ...]:
-    return tuple(label.key for label in DETECTOR_LABELS if label.problem == problem)
