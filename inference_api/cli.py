@@ -30,6 +30,10 @@ def _add_dataset(commands: argparse._SubParsersAction) -> None:
     twins.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
     twins.add_argument("--split", default="test", choices=("val", "test"))
     twins.add_argument("--out", type=Path, default=REPO / "build" / "test-twins.csv")
+    pairs = actions.add_parser("pairs", help="find twin photos within each source (slow; the recipe reads the list)")
+    pairs.add_argument("--shared", type=Path, default=SHARED_DATASETS, help="folder holding the source sets")
+    pairs.add_argument("--recipe", type=Path, default=REPO / "datasets" / "sources.yaml")
+    pairs.add_argument("--out", type=Path, default=REPO / "datasets" / "twin-pairs.csv")
     parser.set_defaults(module="training.commands", handler="dataset")
 
 
@@ -61,6 +65,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--choose-thresholds", action="store_true", help="pick per-label thresholds on --split")
     parser.add_argument("--report", type=Path, default=None, help="also write a self-contained HTML report here")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images per source (quick runs)")
+    parser.add_argument(
+        "--false-alarm-cap",
+        nargs="+",
+        metavar="PROBLEM=RATE",
+        help="with --choose-thresholds: most hard-negative photos a problem may flag (default burning=0.1; 'none')",
+    )
     parser.add_argument("--exclude", type=Path, default=None, help="CSV whose first column names images to leave out")
     parser.set_defaults(module="training.evaluate", handler="main")
 

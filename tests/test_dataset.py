@@ -12,11 +12,15 @@ import yaml
 from model.taxonomy import LABEL_NAMES
 from training.dataset import (
     DEFAULT_RECIPE,
+    Item,
+    assign_cluster_splits,
     difference_hash,
     group_key,
     ignore_class_id,
     near_duplicate_clusters,
+    read_twin_pairs,
     read_yolo_labels,
+    split_kept_source,
 )
 
 RECIPE = yaml.safe_load(DEFAULT_RECIPE.read_text())
@@ -142,3 +146,51 @@ def test_near_duplicate_clusters_join_by_hash_and_by_group(shared_datasets: Path
     assert clusters[0] == clusters[1]  # two bits apart
     assert clusters[2] == clusters[3]  # same name group
     assert clusters[0] != clusters[2]
+
+
+def test_twin_pairs_never_straddle_two_splits(built_dataset: Path) -> None:
+    """Each listed twin pair lands in one split, or the train twin of a test photo is left out."""
+    split_of = {
+        f"{r['source']}__{r['source_split']}__{Path(r['image']).stem}": r["split"] for r in manifest(built_dataset)
+    }
+    pairs = read_twin_pairs(DEFAULT_RECIPE.parent / RECIPE["split"]["twin_pairs"])
+    both_kept = [pair for pair in pairs if all(name in split_of for name in pair)]
+    assert len(both_kept) > 100  # the list is real and mostly kept
+    assert [sorted(p) for p in both_kept if len({split_of[n] for n in p}) > 1] == []
+
+
+def test_hard_negatives_get_more_than_a_proportional_share_of_val_and_test(built_dataset: Path) -> None:
+    """Negative-only clusters follow `negatives` fractions; negatives in mixed clusters move with them."""
+    negatives = Counter(
+        r["split"]
+        for r in manifest(built_dataset)
+        if r["source"] == "fire-smoke-8" and all(int(r[label]) == 0 for label in LABEL_NAMES)
+    )
+    total = sum(negatives.values())
+    for split in ("val", "test"):
+        assert negatives[split] > RECIPE["split"][split] * total, (split, negatives)
+
+
+def _item(name: str, boxes: bool, split: str = "") -> Item:
+    return Item("s", Path(f"{name}.jpg"), split, "train", name, [(0, 0.5, 0.5, 0.1, 0.1)] if boxes else [])
+
+
+def test_negative_clusters_are_shared_out_by_their_own_fractions() -> None:
+    positives = [[_item(f"p{i}", True)] for i in range(20)]
+    negatives = [[_item(f"n{i}", False)] for i in range(8)]
+    fractions = {"val": 0.1, "test": 0.1, "negatives": {"val": 0.25, "test": 0.25}}
+    assign_cluster_splits(positives + negatives, fractions)
+    assert Counter(c[0].split for c in negatives) == {"train": 4, "val": 2, "test": 2}
+    assert Counter(c[0].split for c in positives) == {"train": 16, "val": 2, "test": 2}
+
+
+def test_kept_source_drops_train_twins_of_test_and_moves_clusters_whole() -> None:
+    test_photo, its_twin = _item("t", True, "test"), _item("t-copy", True, "train")
+    clusters = [
+        [test_photo, its_twin],
+        *[[_item(f"a{i}", True, "train"), _item(f"b{i}", True, "train")] for i in range(30)],
+    ]
+    dropped = split_kept_source(clusters, val_fraction=0.3)
+    assert (test_photo.split, its_twin.split, dropped) == ("test", "", Counter({"s/train": 1}))
+    splits = [{item.split for item in cluster} for cluster in clusters[1:]]
+    assert all(len(s) == 1 for s in splits) and {"val"} in splits and {"train"} in splits

@@ -22,7 +22,17 @@ import yaml
 from model.detections import Detections
 from model.taxonomy import LABEL_NAMES
 from training.dataset import DEFAULT_RECIPE
-from training.evaluate import ImageResult, annotated_labels, choose_thresholds, main, markdown_tables, summarise
+from training.evaluate import (
+    ImageResult,
+    annotated_labels,
+    cap_false_alarms,
+    capped_choice,
+    choose_thresholds,
+    main,
+    markdown_tables,
+    parse_caps,
+    summarise,
+)
 from training.metrics import IOU_THRESHOLDS, ap_per_iou, best_f1_threshold, match_greedy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,6 +237,54 @@ def test_choose_thresholds_per_label_on_annotating_sources() -> None:
     assert chosen["smoke"] == {"threshold": 0.4, "kept": "no candidate finds any of the 1 smoke images"}
     assert chosen["overflowing_garbage"]["kept"] == "no overflowing_garbage image among 7"
     assert chosen["garbage_bin"]["kept"] == "no candidate finds any of the 1 garbage_bin images"
+
+
+def burning_case(worst_hard_negative: float = 0.5) -> list[ImageResult]:
+    return [
+        image("p1", "fire-smoke-8", [("fire", BOX)], [("fire", 0.9, BOX)]),
+        image("p2", "fire-smoke-8", [("fire", BOX)], [("fire", 0.6, BOX)]),
+        image("p3", "fire-smoke-8", [("fire", BOX)], [("fire", 0.3, BOX)]),
+        image("n1", "fire-smoke-8", [], [("fire", worst_hard_negative, BOX)]),  # hard negatives: no fire, no smoke
+        image("n2", "fire-smoke-8", [], [("smoke", 0.4, BOX)]),
+        *(image(f"n{i}", "fire-smoke-8") for i in range(3, 6)),
+        image("g", "garbage-cn", [("garbage_bin", BOX)], [("fire", 0.95, BOX)]),  # a false alarm, but not hard
+    ]
+
+
+def test_false_alarm_cap_raises_burning_thresholds_jointly() -> None:
+    images = burning_case()
+    chosen = choose_thresholds(images, ANNOTATED, {"smoke": 0.4}, ("fire", "smoke"))
+    assert chosen["fire"]["threshold"] == 0.05  # best fire F1 alone: 0.75 up to 0.30, lowest wins
+    # at fire 0.05 / smoke 0.4, n1 and n2 are flagged: 2 of 5 hard negatives, above a 0.1 cap (at most 0)
+    capped = cap_false_alarms(images, ANNOTATED, {"fire": 0.05, "smoke": 0.4}, "burning", 0.1)
+    assert capped is not None
+    assert capped["thresholds"] == {"fire": 0.51, "smoke": 0.41}  # lowest pair flagging neither n1 nor n2
+    assert (capped["met"], capped["hard_negatives"], capped["flagged_before"]) == (True, 5, 2)
+    assert capped["flagged_hard_negatives"] == 0
+    assert capped["recall"] == pytest.approx(2 / 3)  # p3 (0.3) is lost
+    assert capped["f1"] == pytest.approx(4 / 6)  # g's 0.95 stays a false positive at any grid threshold
+
+    labels, record = capped_choice(images, ANNOTATED, chosen, {"burning": 0.1})
+    assert labels["fire"]["threshold"] == 0.51 and labels["fire"]["capped_by"] == "burning"
+    assert labels["fire"]["recall"] == pytest.approx(2 / 3)
+    assert record["burning"]["thresholds"] == capped["thresholds"]
+
+
+def test_cap_already_kept_moves_nothing_and_an_unreachable_cap_says_so() -> None:
+    assert cap_false_alarms(burning_case(), ANNOTATED, {"fire": 0.6, "smoke": 0.5}, "burning", 0.1) is None
+    # n1 at 0.95 is above every candidate threshold: the cap cannot be met; fewest false alarms wins
+    capped = cap_false_alarms(burning_case(0.95), ANNOTATED, {"fire": 0.05, "smoke": 0.4}, "burning", 0.1)
+    assert capped is not None and not capped["met"]
+    assert capped["flagged_hard_negatives"] == 1
+
+
+def test_false_alarm_cap_arguments() -> None:
+    assert parse_caps(None) == {"burning": 0.1}
+    assert parse_caps(["none"]) == {}
+    assert parse_caps(["burning=0.05", "exposed_garbage=0.2"]) == {"burning": 0.05, "exposed_garbage": 0.2}
+    for bad in (["fire=0.1"], ["burning=2"], ["burning"], ["burning=x"]):
+        with pytest.raises(ValueError):
+            parse_caps(bad)
 
 
 def test_thresholds_are_never_chosen_on_test(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.twins import Describer, crop_black_border, find_twins, nearest
+from training.twins import Describer, crop_black_border, find_twins, nearest, twin_pairs
 
 
 def sheared_copy(source: Path, target: Path, shear: float = 0.12, border: int = 16, quality: int = 70) -> Path:
@@ -59,6 +59,16 @@ def test_does_not_pair_different_photos(describer: Describer, real_images: list[
     twins = find_twins(queries, gallery, describer)
     assert len(twins) == len(queries)
     assert not [t for t in twins if t.is_twin], [(t.query.name, t.match.name, t.geometry) for t in twins]
+
+
+def test_all_pairs_search_finds_the_one_pair_among_many(
+    describer: Describer, real_images: list[Path], tmp_path: Path
+) -> None:
+    copy = sheared_copy(real_images[3], tmp_path / "copy.jpg")
+    pool = [*real_images[:10], copy]
+    pairs = twin_pairs(pool, describer)
+    assert [(t.query, t.match) for t in pairs] == [(real_images[3], copy)]
+    assert pairs[0].is_twin
 
 
 def test_descriptor_is_deterministic_and_normalised(describer: Describer, real_images: list[Path]) -> None:

@@ -1,4 +1,4 @@
-"""Handlers behind `envwatch dataset build`, `envwatch train` and `envwatch export`."""
+"""Handlers behind `envwatch dataset build|twins|pairs`, `envwatch train` and `envwatch export`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from training.dataset import build
+from training.dataset import build, write_twin_pairs
 
 
 def dataset(args: argparse.Namespace) -> int:
@@ -16,6 +16,10 @@ def dataset(args: argparse.Namespace) -> int:
         twins = held_out_twins(args.data, args.split)
         count = write_twins_csv(twins, args.out)
         print(f"{count} of {len(twins)} {args.split} images have a twin in training data: {args.out}")
+        return 0
+    if args.action == "pairs":
+        count = write_twin_pairs(args.shared, args.recipe, args.out)
+        print(f"{count} twin pairs within the sources: {args.out}")
         return 0
     data_yaml = build(args.shared, args.out, args.recipe, args.card)
     print(f"dataset written: {data_yaml}")

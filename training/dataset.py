@@ -13,6 +13,7 @@ import io
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,10 @@ def unit_hash(text: str) -> float:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big") / 2**64
 
 
-def near_duplicate_clusters(hashes: np.ndarray, groups: list[str], max_bits: int) -> list[int]:
-    """Cluster id per image: images join when they share a name group or look near-identical."""
+def near_duplicate_clusters(
+    hashes: np.ndarray, groups: list[str], max_bits: int, twins: Sequence[tuple[int, int]] = ()
+) -> list[int]:
+    """Cluster id per image: images join when they share a name group, look near-identical or are `twins`."""
     parent = list(range(len(groups)))
 
     def find(a: int) -> int:
@@ -106,30 +109,66 @@ def near_duplicate_clusters(hashes: np.ndarray, groups: list[str], max_bits: int
     for index, group in enumerate(groups):
         parent[find(index)] = find(first_of_group.setdefault(group, index))
     distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    for a, b in zip(*np.nonzero(np.triu(distance <= max_bits, 1)), strict=True):
+    for a, b in [*zip(*np.nonzero(np.triu(distance <= max_bits, 1)), strict=True), *twins]:
         parent[find(int(a))] = find(int(b))
     return [find(i) for i in range(len(groups))]
 
 
-def assign_cluster_splits(items: list[Item], fractions: dict[str, float], max_bits: int) -> None:
+def clusters_of(items: list[Item], max_bits: int, twins: set[frozenset[str]]) -> list[list[Item]]:
+    """`items` (one source) grouped by `near_duplicate_clusters`, twin pairs given by image name."""
+    hashes = np.array([item.dhash for item in items], dtype=np.uint64)
+    index = {item.name: i for i, item in enumerate(items)}
+    edges = [tuple(index[name] for name in pair) for pair in twins if all(name in index for name in pair)]
+    clusters: dict[int, list[Item]] = defaultdict(list)
+    for item, cluster in zip(
+        items, near_duplicate_clusters(hashes, [i.group for i in items], max_bits, edges), strict=True
+    ):
+        clusters[cluster].append(item)
+    return sorted(clusters.values(), key=lambda c: (-len(c), unit_hash(min(i.name for i in c))))
+
+
+def assign_cluster_splits(clusters: list[list[Item]], fractions: dict[str, float]) -> None:
     """Give whole clusters to splits, largest first, each to the split furthest below its share.
 
     Splitting frame by frame would put neighbouring video frames (or one CCTV scene) on both
     sides and inflate held-out scores; one fixed camera here makes a cluster of a third of a set.
+    Clusters of negatives only (frames without fire or smoke) are shared out by their own
+    fractions (`fractions["negatives"]`): they are the hard negatives that thresholds are capped
+    on and false alarms measured on, and a proportional share would leave val a handful.
     """
-    hashes = np.array([item.dhash for item in items], dtype=np.uint64)
-    clusters: dict[int, list[Item]] = defaultdict(list)
-    for item, cluster in zip(items, near_duplicate_clusters(hashes, [i.group for i in items], max_bits), strict=True):
-        clusters[cluster].append(item)
-    share = {"test": fractions["test"], "val": fractions["val"]}
-    share["train"] = 1.0 - share["test"] - share["val"]
-    filled = Counter()
-    ordered = sorted(clusters.values(), key=lambda c: (-len(c), unit_hash(min(i.name for i in c))))
-    for cluster in ordered:
-        split = max(SPLITS, key=lambda s: share[s] * len(items) - filled[s])
-        filled[split] += len(cluster)
-        for item in cluster:
-            item.split = split
+    negative = [c for c in clusters if not any(item.boxes for item in c)]
+    for part, shares in (
+        (negative, fractions.get("negatives", fractions)),
+        ([c for c in clusters if c not in negative], fractions),
+    ):
+        share = {"test": shares["test"], "val": shares["val"]}
+        share["train"] = 1.0 - share["test"] - share["val"]
+        total = sum(len(c) for c in part)
+        filled: Counter = Counter()
+        for cluster in part:
+            split = max(SPLITS, key=lambda s: share[s] * total - filled[s])
+            filled[split] += len(cluster)
+            for item in cluster:
+                item.split = split
+
+
+def split_kept_source(clusters: list[list[Item]], val_fraction: float) -> Counter:
+    """Splits for a source that keeps its own train/test boundary; returns the drops it makes.
+
+    A cluster holding a test image loses its train members (twins of a test photo must not be
+    learnt); other clusters of train images go to val whole, by a hash of their first name.
+    """
+    dropped: Counter = Counter()
+    for cluster in clusters:
+        if any(item.split == "test" for item in cluster):
+            for item in cluster:
+                if item.split != "test":
+                    item.split = ""
+                    dropped[f"{item.source}/train"] += 1
+        elif unit_hash(min(item.name for item in cluster)) < val_fraction:
+            for item in cluster:
+                item.split = "val"
+    return dropped
 
 
 def difference_hash(path: Path) -> int:
@@ -144,7 +183,6 @@ def difference_hash(path: Path) -> int:
 
 def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
     """Every image with its boxes mapped to detector labels; split left empty where re-split."""
-    fractions = recipe["split"]
     items: list[Item] = []
     stats: Counter = Counter()
     for source, spec in recipe["sources"].items():
@@ -166,12 +204,8 @@ def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
                     else:
                         stats[f"{source}: unknown class boxes dropped"] += 1
                 group = group_key(image.stem)
-                if kept_splits:
-                    split = kept_splits[split_dir.name]
-                    if split == "train" and unit_hash(f"{source}/{image.stem}") < fractions["val"]:
-                        split = "val"
-                else:
-                    split = ""  # decided per cluster once every image is hashed
+                # Decided per cluster once every image is hashed; a kept source split is a starting point.
+                split = kept_splits[split_dir.name] if kept_splits else ""
                 items.append(
                     Item(source, image, split, split_dir.name, group, boxes, tuple(spec.get("unlabelled", ())))
                 )
@@ -282,7 +316,7 @@ def dataset_card(items: list[Item], stats: Counter, dropped: Counter, recipe: di
     lines += ["", "Handled on the way:", ""]
     lines += [f"- {key}: {value}" for key, value in sorted(stats.items())]
     lines += [
-        f"- near-duplicates of a more held-out image dropped from {key}: {value}"
+        f"- near-duplicates or twins of a more held-out image dropped from {key}: {value}"
         for key, value in sorted(dropped.items())
     ]
     lines += ["", "Attribution (CC BY 4.0):", ""]
@@ -296,11 +330,17 @@ def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Pat
     items, stats = collect(shared, recipe)
     for item in items:
         item.dhash = difference_hash(item.path)
-    for source in recipe["sources"]:
-        unsplit = [item for item in items if item.source == source and not item.split]
-        if unsplit:
-            assign_cluster_splits(unsplit, recipe["split"], recipe["split"]["near_duplicate_bits"])
-    items, dropped = drop_leaks(items, recipe["split"]["near_duplicate_bits"])
+    split = recipe["split"]
+    twins = read_twin_pairs(recipe_path.parent / split["twin_pairs"]) if split.get("twin_pairs") else set()
+    dropped: Counter = Counter()
+    for source, spec in recipe["sources"].items():
+        clusters = clusters_of([item for item in items if item.source == source], split["near_duplicate_bits"], twins)
+        if spec.get("keep_source_splits"):
+            dropped += split_kept_source(clusters, split["val"])
+        else:
+            assign_cluster_splits(clusters, split)
+    items, leaks = drop_leaks([item for item in items if item.split], split["near_duplicate_bits"])
+    dropped += leaks
     data_yaml = write_dataset(items, out)
     manifest = manifest_text(items)
     (out / "manifest.csv").write_text(manifest)
@@ -310,3 +350,42 @@ def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Pat
     if card is not None:
         card.write_text(text)
     return data_yaml
+
+
+def read_twin_pairs(path: Path) -> set[frozenset[str]]:
+    """Twin pairs by image name from `envwatch dataset pairs`' CSV (columns a, b, ...)."""
+    with open(path, newline="") as handle:
+        return {frozenset((row["a"], row["b"])) for row in csv.DictReader(handle)}
+
+
+def write_twin_pairs(shared: Path, recipe_path: Path, out: Path) -> int:
+    """Find twin photos within each source (`training.twins.twin_pairs`) and write them for the recipe.
+
+    Slow (a CNN pass over every image, then a geometric check per shortlisted pair), so it runs once
+    and its CSV is kept beside the recipe, which stays fast and deterministic. Returns the pair count.
+    """
+    from training.twins import Describer, twin_pairs  # torch, only for this step
+
+    recipe = yaml.safe_load(recipe_path.read_text())
+    items, _ = collect(shared, recipe)
+    describer = Describer()
+    rows = []
+    for source in recipe["sources"]:
+        named = {item.path: item.name for item in items if item.source == source}
+        for twin in twin_pairs(list(named), describer):
+            geometry = twin.geometry
+            rows.append(
+                [
+                    named[twin.query],
+                    named[twin.match],
+                    f"{twin.similarity:.4f}",
+                    geometry.inliers,
+                    f"{geometry.coverage:.4f}",
+                ]
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["a", "b", "similarity", "inliers", "coverage"])
+        writer.writerows(sorted(rows))
+    return len(rows)

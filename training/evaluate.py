@@ -64,8 +64,15 @@ THRESHOLD_METHOD = (
     "per detector label, the threshold in 0.05..0.90 (step 0.01) that maximises image-level F1 of "
     "'the image has a box of this label scoring >= threshold' against 'the image has a ground-truth box of this "
     "label', over the {split} images of the sources that annotate the label; ties go to the lower threshold; "
-    "a label with no positive image, or that no candidate finds in any, keeps the model's current threshold"
+    "a label with no positive image, or that no candidate finds in any, keeps the model's current threshold. "
+    "Then, per problem type with a false-alarm cap ({caps}): if its labels' thresholds flag more than the cap "
+    "of the hard negatives (images without the problem from sources where it occurs), they are replaced by "
+    "the combination on the same grid that maximises the problem's image-level F1 over the images of the "
+    "sources that measure it among those within the cap (or, when none is, the one with the fewest false "
+    "alarms, then the best F1); ties go to the lowest thresholds"
 )
+FALSE_ALARM_CAPS = {"burning": 0.10}
+"""Default caps: a burning alarm sends someone out; the issue's aim is at most 10% on no-fire photos."""
 
 
 Annotation = dict[str, frozenset[str]]
@@ -245,13 +252,80 @@ def choose_thresholds(
         if not positive.any():
             chosen[label] = {"threshold": current.get(label, 0.25), "kept": f"no {label} image among {len(on)}"}
             continue
-        best = np.array([image.detections.scores[label_mask(image.detections, label)].max(initial=0.0) for image in on])
-        choice = best_f1_threshold(best, positive, THRESHOLD_CANDIDATES)
+        choice = best_f1_threshold(best_scores(on, label), positive, THRESHOLD_CANDIDATES)
         if choice["f1"] == 0:
             reason = f"no candidate finds any of the {choice['positives']} {label} images"
             choice = {"threshold": current.get(label, 0.25), "kept": reason}
         chosen[label] = choice
     return chosen
+
+
+def best_scores(images: Sequence[ImageResult], label: str) -> np.ndarray:
+    """Per image, the highest score of `label` (0 without a box): whether it is flagged at a threshold."""
+    return np.array([image.detections.scores[label_mask(image.detections, label)].max(initial=0.0) for image in images])
+
+
+def cap_false_alarms(
+    images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float], problem: str, cap: float
+) -> dict | None:
+    """The thresholds of `problem`'s labels that keep its hard-negative false alarms within `cap`.
+
+    Hard negatives are the photos without the problem from the sources where it occurs (no-fire
+    frames of the fire sets), the photos most like the sunsets, steam and red lights an inspector
+    meets. A label counts wherever its boxes are shown, annotated or not: an inspector sees a smoke
+    box on a fire-continuous frame as burning all the same. Returns None when `thresholds` already
+    keep the cap or nothing can be measured; otherwise the new thresholds with the numbers behind them.
+    """
+    labels = [label for label in thresholds if problem_for_label(label) == problem]
+    on = [image for image in images if problem in measured_problems(annotated[image.source])]
+    positive = np.array([problem in positive_types(image) for image in on], dtype=bool)
+    occurs = {image.source for image, p in zip(on, positive, strict=True) if p}
+    hard = np.array([image.source in occurs for image in on], dtype=bool) & ~positive
+    if not labels or not positive.any() or not hard.any():
+        return None
+    scores = np.stack([best_scores(on, label) for label in labels])  # (labels, images)
+    current = (scores >= np.array([thresholds[label] for label in labels])[:, None]).any(axis=0)
+    if (current & hard).sum() <= cap * hard.sum():
+        return None
+    grid = np.stack(np.meshgrid(*[THRESHOLD_CANDIDATES] * len(labels), indexing="ij"), axis=-1).reshape(-1, len(labels))
+    flagged = (scores[None, :, :] >= grid[:, :, None]).any(axis=1)  # (combinations, images)
+    tp, fp = (flagged & positive).sum(axis=1), (flagged & ~positive).sum(axis=1)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + (~flagged & positive).sum(axis=1), 1)
+    false_alarms = (flagged & hard).sum(axis=1)
+    within = false_alarms <= cap * hard.sum()
+    order = np.lexsort((-f1, ~within if within.any() else false_alarms))  # stable: lowest thresholds first on ties
+    best = int(order[0])
+    return {
+        "thresholds": {label: round(float(t), 2) for label, t in zip(labels, grid[best], strict=True)},
+        "cap": cap,
+        "met": bool(within[best]),
+        "hard_negatives": int(hard.sum()),
+        "flagged_hard_negatives": int(false_alarms[best]),
+        "flagged_before": int((current & hard).sum()),
+        "recall": float(tp[best] / positive.sum()),
+        "f1": float(f1[best]),
+        "images": len(on),
+    }
+
+
+def capped_choice(
+    images: Sequence[ImageResult], annotated: Annotation, chosen: dict[str, dict], caps: dict[str, float]
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """`chosen` with each capped problem's labels moved to `cap_false_alarms`' thresholds where needed.
+
+    A moved label gets its own precision/recall/F1 recomputed at the new threshold and names the
+    problem that moved it; the second value records, per capped problem, what the cap did.
+    """
+    chosen, record = dict(chosen), {}
+    for problem, cap in caps.items():
+        capped = cap_false_alarms(images, annotated, {k: c["threshold"] for k, c in chosen.items()}, problem, cap)
+        record[problem] = capped or {"cap": cap, "met": True, "moved": False}
+        for label, threshold in (capped or {}).get("thresholds", {}).items():
+            on = [image for image in images if label in annotated[image.source]]
+            positive = np.array([label in image.gt_labels for image in on], dtype=bool)
+            at = best_f1_threshold(best_scores(on, label), positive, np.array([threshold]))
+            chosen[label] = {**at, "capped_by": problem}
+    return chosen, record
 
 
 def flagged_types(images: Sequence[ImageResult], thresholds: dict[str, float]) -> dict[str, set[str]]:
@@ -295,6 +369,7 @@ def evaluate(
     recipe: Path = DEFAULT_RECIPE,
     limit: int | None = None,
     exclude: frozenset[str] = frozenset(),
+    caps: dict[str, float] = FALSE_ALARM_CAPS,
 ) -> tuple[dict, list[ImageResult]]:
     """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds.
 
@@ -313,9 +388,12 @@ def evaluate(
         **summarise(images, annotated, detector.thresholds),
     }
     if choose:
+        chosen = choose_thresholds(images, annotated, detector.thresholds, detector.names)
+        labels, capped = capped_choice(images, annotated, chosen, caps)
         result["threshold_choice"] = {
-            "method": THRESHOLD_METHOD.format(split=split),
-            "labels": choose_thresholds(images, annotated, detector.thresholds, detector.names),
+            "method": THRESHOLD_METHOD.format(split=split, caps=", ".join(f"{k} {v:g}" for k, v in caps.items())),
+            "labels": labels,
+            "caps": capped,
         }
     return result, images
 
@@ -378,10 +456,21 @@ def markdown_tables(result: dict) -> str:
             if "kept" in c:
                 lines.append(f"| {label} | {c['threshold']:g} (kept: {c['kept']}) | | | | | |")
             else:
+                moved = f" (capped: {c['capped_by']})" if "capped_by" in c else ""
                 lines.append(
-                    f"| {label} | {c['threshold']:g} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+                    f"| {label} | {c['threshold']:g}{moved} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
                     f"| {c['images']} | {c['positives']} |"
                 )
+        for problem, cap in result["threshold_choice"].get("caps", {}).items():
+            if "thresholds" not in cap:
+                lines.append(f"\n{problem}: false-alarm cap {cap['cap']:g} already kept; nothing moved.")
+                continue
+            lines.append(
+                f"\n{problem}: false-alarm cap {cap['cap']:g} {'met' if cap['met'] else 'NOT met'}: "
+                f"{cap['flagged_hard_negatives']}/{cap['hard_negatives']} hard negatives flagged "
+                f"(was {cap['flagged_before']}), recall {cap['recall']:.3f}, F1 {cap['f1']:.3f} "
+                f"over {cap['images']} images."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -394,6 +483,21 @@ def read_image_list(path: Path) -> list[str]:
     """Image names from the first column of a CSV with a header (as `envwatch dataset twins` writes)."""
     with open(path, newline="") as handle:
         return [row[0] for row in list(csv.reader(handle))[1:] if row]
+
+
+def parse_caps(given: Sequence[str] | None) -> dict[str, float]:
+    """`--false-alarm-cap PROBLEM=RATE ...` as a dict; none given: `FALSE_ALARM_CAPS`; `none`: no cap."""
+    if not given:
+        return dict(FALSE_ALARM_CAPS)
+    if list(given) == ["none"]:
+        return {}
+    caps = {}
+    for item in given:
+        problem, _, rate = item.partition("=")
+        if problem not in PROBLEMS or not rate.replace(".", "", 1).isdigit() or not 0 <= float(rate) <= 1:
+            raise ValueError(f"--false-alarm-cap {item!r}: expected PROBLEM=RATE, PROBLEM in {PROBLEMS}, RATE in 0..1")
+        caps[problem] = float(rate)
+    return caps
 
 
 def main(args: argparse.Namespace) -> int:
@@ -424,9 +528,14 @@ def main(args: argparse.Namespace) -> int:
         print("--choose-thresholds needs --out: the chosen thresholds are written beside it", file=sys.stderr)
         return 2
     exclude = frozenset(read_image_list(args.exclude)) if args.exclude else frozenset()
+    try:
+        caps = parse_caps(args.false_alarm_cap)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     detector = Detector.load(args.model)
     result, images = evaluate(
-        detector, args.data, args.split, choose=args.choose_thresholds, limit=args.limit, exclude=exclude
+        detector, args.data, args.split, args.choose_thresholds, limit=args.limit, exclude=exclude, caps=caps
     )
     print(markdown_tables(result))
     if args.out is not None:

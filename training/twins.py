@@ -299,3 +299,39 @@ def write_twins_csv(twins: Sequence[Twin], out: Path) -> int:
                 ]
             )
     return len(found)
+
+
+SHORTLIST_FLOOR = 0.85
+"""Below this CNN similarity no verified twin was seen while calibrating (the median best match of a
+test photo in train is 0.84), so all-pairs search skips the geometric check there."""
+
+
+def twin_pairs(
+    paths: Sequence[Path],
+    describer: Describer | None = None,
+    candidates: int = 3,
+    floor: float = SHORTLIST_FLOOR,
+) -> list[Twin]:
+    """Every verified twin pair within `paths` (one source), once each, `query` earlier in `paths` than `match`.
+
+    Each image's `candidates` most similar others (at least `floor`) get the geometric check, in
+    both directions' shortlists, so a pair is found when either image ranks the other highly.
+    """
+    if len(paths) < 2:
+        return []
+    d = (describer or Describer())(list(paths))
+    similarity = d @ d.T
+    np.fill_diagonal(similarity, -1.0)
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :candidates]
+    checked: set[tuple[int, int]] = set()
+    pairs: list[Twin] = []
+    for i, row in enumerate(order):
+        for j in (int(j) for j in row if similarity[i, j] >= floor):
+            key = (min(i, j), max(i, j))
+            if key in checked:
+                continue
+            checked.add(key)
+            geometry = geometric_match(paths[key[0]], paths[key[1]])
+            if geometry.same_photo():
+                pairs.append(Twin(paths[key[0]], paths[key[1]], float(similarity[key]), geometry))
+    return sorted(pairs, key=lambda t: (str(t.query), str(t.match)))
