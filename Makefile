@@ -18,7 +18,7 @@ $(VENV)/.serve: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[train,dev]"
+	$(BIN)/pip install --quiet -e ".[train,dev,scale]"
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve

@@ -15,7 +15,13 @@ Greedy NMS never lets a weaker box remove a stronger one, so detecting lower doe
 boxes kept above the shipped thresholds.
 
 Boxes are in pixels of the image as a person sees it: EXIF orientation is applied before
-detection, and `width`/`height` are those of the upright image.
+detection, and `width`/`height` are those of the upright image. Large images are detected in
+overlapping tiles (`--tile`, model/tiling.py); tile boxes are merged after thresholding, so the
+two-threshold argument above holds for them too. Each problem gets a ground position when the
+image carries a georeference (drone EXIF/XMP or GeoTIFF, model/georef.py), else `None`.
+
+`--engine ray` runs the same `scan` on Ray workers (scan_ray.py); with `--out` a manifest
+records what is done so that `--resume` skips it (scan_manifest.py).
 
 Output formats and the CSV schema are described in scan_formats.py and docs/scan.md.
 Exit codes: 0 when the scan ran to the end (unreadable photos are reported per image, not fatal),
@@ -27,20 +33,25 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
 from inference_api.scan_formats import WRITERS, open_output
+from inference_api.scan_manifest import Manifest, ManifestError
 from model.detections import Detections
+from model.georef import Position, Ring, read_georeference
 from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file
 from model.problems import Problem, problems_from
 from model.runtime import Detector
+from model.tiling import TileMode, detect_unmerged, merge_tiles
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -57,10 +68,19 @@ class ScanResult:
     model: str
     width: int = 0
     height: int = 0
+    sha256: str = ""
+    """Of the file's bytes, so an import can tell the photo is still the one scanned."""
     detections: Detections | None = None
     """Boxes reported to the user: above --conf, or above the shipped thresholds without it."""
     problems: list[Problem] = field(default_factory=list)
     """Always from the shipped thresholds, whatever --conf is."""
+    positions: list[Position | None] = field(default_factory=list)
+    """Where each problem is on the ground (same order as `problems`); None where not known."""
+    located_by: str | None = None
+    """"camera" (drone photo metadata) or "orthomosaic" (GeoTIFF) when the image is georeferenced."""
+    footprint: Ring | None = None
+    """The image's outline on the ground, when georeferenced."""
+    tiled: bool = False
     gps: dict | None = None
     captured_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
@@ -109,7 +129,9 @@ def _load(path: Path) -> LoadedImage | str:
         return f"cannot read file ({exc.strerror or exc})"
 
 
-def scan(paths: Sequence[Path], detector: Detector, conf: float | None = None, batch: int = 8) -> Iterator[ScanResult]:
+def scan(
+    paths: Sequence[Path], detector: Detector, conf: float | None = None, batch: int = 8, tile: TileMode = "auto"
+) -> Iterator[ScanResult]:
     """Yield one `ScanResult` per path, in order, holding only one batch of decoded photos at a time."""
     shipped = detector.thresholds
     reported = dict.fromkeys(detector.names, conf) if conf is not None else shipped
@@ -117,22 +139,29 @@ def scan(paths: Sequence[Path], detector: Detector, conf: float | None = None, b
     for chunk in _batches(paths, batch):
         loaded = [_load(path) for path in chunk]
         photos = [item for item in loaded if isinstance(item, LoadedImage)]
-        found = iter(detector.detect([photo.pixels for photo in photos], conf=detect_conf, batch_size=batch))
+        found = iter(detect_unmerged(detector, [photo.pixels for photo in photos], detect_conf, batch, tile))
         for path, item in zip(chunk, loaded, strict=True):
             if isinstance(item, str):
                 yield ScanResult(str(path), detector.version, error=item)
                 continue
             detections = next(found)
+            problems = problems_from(merge_tiles(detections.with_min_scores(shipped)))
+            georef, georef_warnings = read_georeference(path)
             yield ScanResult(
                 image=str(path),
                 model=detector.version,
                 width=item.width,
                 height=item.height,
-                detections=detections.with_min_scores(reported),
-                problems=problems_from(detections, shipped),
+                sha256=item.sha256,
+                detections=merge_tiles(detections.with_min_scores(reported)),
+                problems=problems,
+                positions=[georef.locate(p.box) if georef else None for p in problems],
+                located_by=georef.method if georef else None,
+                footprint=georef.footprint() if georef else None,
+                tiled="cut" in detections.data,
                 gps=item.gps,
                 captured_at=item.captured_at,
-                warnings=item.warnings,
+                warnings=item.warnings + georef_warnings,
             )
 
 
@@ -141,6 +170,12 @@ def _check(args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"--conf must be between 0 and 1, not {args.conf}")
     if args.batch < 1:
         raise UsageError(f"--batch must be at least 1, not {args.batch}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    if args.engine != "ray" and (args.ray_address or args.workers):
+        raise UsageError("--ray-address and --workers need --engine ray")
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out: the output file to continue")
     paths = collect_paths(args.paths)
     if not paths:
         raise UsageError(f"no photos matched {' '.join(args.paths)} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -156,26 +191,64 @@ def _load_detector(path: Path | None) -> Detector:
         raise UsageError(f"cannot use model: {exc}") from None
 
 
+def scan_settings(args: argparse.Namespace, detector: Detector) -> dict:
+    """What makes two runs' results comparable; a resumed scan must match the one it continues."""
+    model = hashlib.sha256(detector.path.read_bytes()).hexdigest()
+    return {"model": model, "conf": args.conf, "tile": args.tile, "format": args.format}
+
+
+def _open(args: argparse.Namespace, detector: Detector) -> tuple[TextIO, Manifest | None, dict | None]:
+    """The output, and when resuming the manifest and the writer state to continue from."""
+    if not args.resume:
+        return open_output(args.out), None, None
+    try:
+        manifest, state = Manifest.resume(args.out, scan_settings(args, detector))
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    return args.out.open("a", encoding="utf-8", newline=""), manifest, state
+
+
+def _results(args: argparse.Namespace, detector: Detector, paths: list[Path]) -> Iterator[ScanResult]:
+    if args.engine == "local":
+        return scan(paths, detector, args.conf, args.batch, args.tile)
+    try:
+        from inference_api.scan_ray import scan_ray
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray: pip install 'envwatch[scale]' ({exc})") from None
+    return scan_ray(paths, detector.path, args.conf, args.batch, args.tile, args.ray_address, args.workers)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         paths = _check(args)
         detector = _load_detector(args.model)
-        output = open_output(args.out)
+        output, manifest, resume = _open(args, detector)
     except (UsageError, OSError) as exc:
         print(f"envwatch scan: {exc}", file=sys.stderr)
         return 2
+    writer = WRITERS[args.format](output, resume)
+    if manifest is not None:
+        paths = [path for path in paths if str(path) not in manifest.done]
+        print(f"envwatch scan: resuming {args.out}: {len(manifest.done)} done, {len(paths)} to scan", file=sys.stderr)
+    elif args.out is not None:
+        output.flush()
+        manifest = Manifest.start(args.out, scan_settings(args, detector), output.tell(), writer.state())
     images = problems = errors = 0
     progress = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not args.progress)
-    writer = WRITERS[args.format](output)
     try:
-        for result in scan(paths, detector, args.conf, args.batch):
+        for result in _results(args, detector, paths):
             images += 1
             problems += len(result.problems)
             if result.error:
                 errors += 1
                 progress.write(f"envwatch scan: skipped {result.image}: {result.error}", file=sys.stderr)
             writer.write(result)
+            if manifest is not None:
+                manifest.record(result.image, output.tell(), writer.state())
             progress.update()
+    except UsageError as exc:
+        print(f"envwatch scan: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"envwatch scan: interrupted after {images} of {len(paths)} images", file=sys.stderr)
         return 130
@@ -185,6 +258,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         writer.close()
         progress.close()
+        if manifest is not None:
+            manifest.close()
         if output is not sys.stdout:
             output.close()
     print(f"envwatch scan: {images} images, {problems} problems, {errors} errors", file=sys.stderr)

@@ -9,9 +9,14 @@ disk. The three formats answer different questions:
   and `error`, so every scanned image appears at least once and a row never mixes two problems.
   Detections are not listed (a box per row beside problem rows is confusing); the `detections`
   column gives how many were reported for the image. Columns: see `CSV_COLUMNS`.
-- **geojson**: one Feature per problem for a map (RFC 7946); the geometry is the photo's GPS
-  Point, or `null` when the photo has none. Images without problems and errors have no Feature.
-  The closing `]}` is written on exit (also on Ctrl-C), so only a killed scan leaves it unclosed.
+- **geojson**: one Feature per problem for a map (RFC 7946); the geometry is the problem's place
+  on the ground when the image is georeferenced (its box outline as a Polygon, else a Point; see
+  model/georef.py), else the photo's GPS Point, else `null`. Images without problems and errors
+  have no Feature. The closing `]}` is written on exit (also on Ctrl-C), so only a killed scan
+  leaves it unclosed.
+
+A writer can continue an output a resumed scan cut back (scan_manifest.py): `state()` is what it
+needs to know about what it wrote, and `resume` gives that back instead of writing a header again.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from model.georef import Position
 from model.problems import Problem
 from model.taxonomy import PROBLEMS_BY_KEY
 
@@ -30,7 +36,8 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = (
     "image", "width", "height", "detections", "problem", "name_en", "name_zh", "score", "label",
-    "x1", "y1", "x2", "y2", "lat", "lon", "alt", "captured_at", "model", "error",
+    "x1", "y1", "x2", "y2", "lat", "lon", "alt", "ground_lat", "ground_lon", "ground_error_m", "captured_at",
+    "model", "error",
 )  # fmt: skip
 
 
@@ -42,9 +49,10 @@ def open_output(path: Path | None) -> TextIO:
     return path.open("w", encoding="utf-8", newline="")
 
 
-def problem_record(problem: Problem) -> dict:
+def problem_record(problem: Problem, position: Position | None) -> dict:
     kind = PROBLEMS_BY_KEY[problem.type]
-    return {**problem.as_dict(), "name_zh": kind.name_zh, "name_en": kind.name_en}
+    located = position.as_dict() if position else None
+    return {**problem.as_dict(), "name_zh": kind.name_zh, "name_en": kind.name_en, "position": located}
 
 
 def image_record(result: ScanResult) -> dict:
@@ -55,9 +63,12 @@ def image_record(result: ScanResult) -> dict:
         "image": result.image,
         "width": result.width,
         "height": result.height,
+        "sha256": result.sha256,
         "detections": result.detections.to_list() if result.detections is not None else [],
-        "problems": [problem_record(p) for p in result.problems],
+        "problems": [problem_record(p, at) for p, at in zip(result.problems, result.positions, strict=True)],
         "gps": result.gps,
+        "georef": {"method": result.located_by, "footprint": result.footprint} if result.located_by else None,
+        "tiled": result.tiled,
         "captured_at": result.captured_at.isoformat() if result.captured_at else None,
         "model": result.model,
         "warnings": result.warnings,
@@ -67,12 +78,16 @@ def image_record(result: ScanResult) -> dict:
 class Writer:
     """Base of the format writers: `write` each result in scan order, then `close` once."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, resume: dict | None = None) -> None:
         self.stream = stream
 
     def write(self, result: ScanResult) -> None:
         self.emit(result)
         self.stream.flush()
+
+    def state(self) -> dict:
+        """What a writer continuing this output must know about it (see scan_manifest.py)."""
+        return {}
 
     def emit(self, result: ScanResult) -> None:
         raise NotImplementedError
@@ -87,10 +102,11 @@ class JsonlWriter(Writer):
 
 
 class CsvWriter(Writer):
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, resume: dict | None = None) -> None:
         super().__init__(stream)
         self.rows = csv.DictWriter(stream, CSV_COLUMNS)
-        self.rows.writeheader()
+        if resume is None:
+            self.rows.writeheader()
 
     def emit(self, result: ScanResult) -> None:
         if result.error:
@@ -112,25 +128,41 @@ class CsvWriter(Writer):
                 x1, y1, x2, y2 = problem["box"]
                 row |= {"problem": problem["type"], "x1": x1, "y1": y1, "x2": x2, "y2": y2}
                 row |= {key: problem[key] for key in ("name_en", "name_zh", "score", "label")}
+                if problem["position"]:
+                    row |= {f"ground_{key}": problem["position"][key] for key in ("lat", "lon", "error_m")}
             self.rows.writerow(row)
 
 
 class GeoJsonWriter(Writer):
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, resume: dict | None = None) -> None:
         super().__init__(stream)
-        self.features = 0
-        stream.write('{"type": "FeatureCollection", "features": [\n')
+        self.features = resume["features"] if resume else 0
+        if resume is None:
+            stream.write('{"type": "FeatureCollection", "features": [\n')
+
+    def state(self) -> dict:
+        return {"features": self.features}
 
     def emit(self, result: ScanResult) -> None:
         if result.error:
             return
         record = image_record(result)
-        geometry = None
+        photo = None
         if result.gps:
             lat, lon, alt = result.gps["lat"], result.gps["lon"], result.gps["alt"]
-            geometry = {"type": "Point", "coordinates": [lon, lat] if alt is None else [lon, lat, alt]}
+            photo = {"type": "Point", "coordinates": [lon, lat] if alt is None else [lon, lat, alt]}
         for problem in record["problems"]:
+            position = problem.pop("position")
             properties = {"image": result.image, **problem, "captured_at": record["captured_at"], "model": result.model}
+            geometry = photo
+            properties |= {"located_by": "photo_gps" if photo else None, "error_m": None}
+            if position:
+                geometry = (
+                    {"type": "Polygon", "coordinates": [position["polygon"]]}
+                    if position["polygon"]
+                    else {"type": "Point", "coordinates": [position["lon"], position["lat"]]}
+                )
+                properties |= {"located_by": result.located_by, "error_m": position["error_m"]}
             feature = {"type": "Feature", "geometry": geometry, "properties": properties}
             self.stream.write((",\n" if self.features else "") + json.dumps(feature, ensure_ascii=False))
             self.features += 1

@@ -1,0 +1,187 @@
+"""Tiled inference on large images built from real photos, with the shipped model.
+
+The scene is a 2496 x 1872 mosaic of real street photos (6 times the model's input) with a real
+fire photo pasted small into it. Resized to 416 px the fire shrinks to a few dozen pixels and
+the model misses it; in tiles it keeps its own size and is found, in original pixels. The tiny
+test model is too weak to find anything at this scale, so these tests use model/envwatch-v1.onnx.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from drone_scenes import background, paste, surest_fire
+
+from model.detections import Detections
+from model.problems import problems_from
+from model.runtime import SHIPPED_MODEL, Detector
+from model.tiling import (
+    TILE_OVERLAP,
+    detect_images,
+    detect_pieces,
+    merge_tiles,
+    plan_tiles,
+    should_tile,
+    tile_starts,
+)
+
+WIDTH, HEIGHT = 2496, 1872
+NAMES = ("overflowing_garbage", "exposed_garbage", "garbage_bin", "fire", "smoke")
+
+
+def iou(a: np.ndarray | tuple, b: np.ndarray | tuple) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def overlapping(boxes: np.ndarray, region: tuple[float, ...]) -> np.ndarray:
+    return (boxes[:, 0] < region[2]) & (boxes[:, 2] > region[0]) & (boxes[:, 1] < region[3]) & (boxes[:, 3] > region[1])
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector.load(SHIPPED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def fire(detector: Detector) -> Path:
+    return surest_fire(detector)
+
+
+@pytest.fixture(scope="module")
+def scene(fire: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The mosaic with the fire pasted 240 px wide inside one tile (so no seam cuts it), and its box."""
+    image = background(WIDTH, HEIGHT)
+    tiles = plan_tiles(WIDTH, HEIGHT, (416, 416))
+    x, y = tiles[10][:2] + 100  # well inside tile 10: the overlap bands are about 120 px wide
+    return image, paste(image, fire, 240, int(x), int(y))
+
+
+def test_tiles_cover_the_image_at_full_size_with_the_overlap() -> None:
+    tiles = plan_tiles(WIDTH, HEIGHT, (416, 416))
+    assert ((tiles[:, 2] - tiles[:, 0]) == 416).all() and ((tiles[:, 3] - tiles[:, 1]) == 416).all()
+    covered = np.zeros((HEIGHT, WIDTH), bool)
+    for x1, y1, x2, y2 in tiles:
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+    for length in (WIDTH, HEIGHT, 417, 5472):
+        starts = tile_starts(length, 416)
+        assert starts[0] == 0 and starts[-1] == length - 416
+        assert min(np.diff(starts)) > 0 and 416 - max(np.diff(starts)) >= TILE_OVERLAP * 416
+    assert plan_tiles(300, 200, (416, 416)).tolist() == [[0, 0, 300, 200]]
+    assert plan_tiles(1000, 300, (416, 416))[:, 3].tolist() == [300, 300, 300]
+
+
+def test_auto_tiles_only_images_that_resizing_would_shrink_a_lot() -> None:
+    size = (416, 416)
+    assert not should_tile(480, 480, size) and not should_tile(1600, 1200, size)
+    assert should_tile(WIDTH, HEIGHT, size) and should_tile(5472, 3648, size)
+    assert should_tile(1600, 1200, size, "on") and not should_tile(5472, 3648, size, "off")
+    assert not should_tile(400, 300, size, "on"), "an image that fits one tile is never tiled"
+    with pytest.raises(ValueError, match="tile mode"):
+        should_tile(WIDTH, HEIGHT, size, "always")  # type: ignore[arg-type]
+
+
+def test_tiling_finds_a_small_fire_that_resizing_misses(
+    detector: Detector, scene: tuple[np.ndarray, tuple[float, ...]]
+) -> None:
+    image, pasted = scene
+    found = {mode: problems_from(detect_images(detector, [image], mode=mode)[0]) for mode in ("off", "auto")}
+    hits = {
+        mode: [p for p in problems if p.type == "burning" and overlapping(np.array([p.box]), pasted)[0]]
+        for mode, problems in found.items()
+    }
+    assert hits["off"] == [], "resizing found it"
+    hits = hits["auto"]
+    assert len(hits) == 1 and hits[0].score >= detector.thresholds["fire"]
+    x1, y1, x2, y2 = hits[0].box
+    assert pasted[0] - 4 <= x1 < x2 <= pasted[2] + 4 and pasted[1] - 4 <= y1 < y2 <= pasted[3] + 4
+
+
+def test_tiled_boxes_are_in_original_pixels(detector: Detector, scene: tuple[np.ndarray, tuple[float, ...]]) -> None:
+    """The fire's box from the tiled frame equals the box from a 416 px window cut around it, shifted back.
+
+    The window is not a tile (it starts 37 px off the tile grid), so this checks the arithmetic, not the plan.
+    """
+    image, pasted = scene
+    x0, y0 = int(pasted[0]) - 37, int(pasted[1]) - 53
+    window = detector.detect([np.ascontiguousarray(image[y0 : y0 + 416, x0 : x0 + 416])])[0]
+    expected = window.xyxy[window.class_ids == NAMES.index("fire")] + [x0, y0, x0, y0]
+    tiled = detect_images(detector, [image], mode="on")[0]
+    found = tiled.xyxy[(tiled.class_ids == NAMES.index("fire")) & overlapping(tiled.xyxy, pasted)]
+    assert len(expected) >= 1 and len(found) == 1
+    assert max(iou(found[0], box) for box in expected) > 0.85
+
+
+def test_a_fire_cut_by_tile_seams_comes_back_as_one_box(detector: Detector, fire: Path) -> None:
+    """Pasted 400 px wide across a vertical seam: several tiles see pieces of it, the merge returns one box."""
+    image = background(WIDTH, HEIGHT, first=3)
+    tiles = plan_tiles(WIDTH, HEIGHT, (416, 416))
+    centre = int(tiles[1][2] - 60)  # 60 px left of tile 1's right edge, in its overlap with tile 2
+    pasted = paste(image, fire, 400, centre - 200, 700)
+    pieces = detect_pieces(detector, image).with_min_scores(detector.thresholds)
+    fires = pieces[(pieces.class_ids == NAMES.index("fire")) & overlapping(pieces.xyxy, pasted)]
+    assert len(set(fires.data["tile"].tolist())) >= 3 and fires.data["cut"].any(), "the seams cut no piece"
+
+    merged = merge_tiles(pieces)
+    found = merged.xyxy[(merged.class_ids == NAMES.index("fire")) & overlapping(merged.xyxy, pasted)]
+    assert len(found) == 1
+    whole = found[0]
+    alone = detector.detect([np.ascontiguousarray(image[600:1200, centre - 300 : centre + 300])])[0]
+    reference = alone.xyxy[alone.class_ids == NAMES.index("fire")] + [centre - 300, 600, centre - 300, 600]
+    assert max(iou(whole, box) for box in reference) > 0.6
+
+
+def _pieces(rows: list[tuple[tuple[float, float, float, float], float, str, bool]]) -> Detections:
+    boxes, scores, labels, cut = zip(*rows, strict=True)
+    data = {"tile": np.arange(len(rows)), "cut": np.array(cut)}
+    return Detections(np.array(boxes), np.array(scores), [NAMES.index(label) for label in labels], NAMES, data)
+
+
+def test_merge_joins_pieces_drops_duplicates_and_keeps_the_rest() -> None:
+    merged = merge_tiles(
+        _pieces(
+            [
+                ((100, 100, 200, 180), 0.9, "fire", True),  # left piece of a fire cut at x = 200
+                ((180, 102, 260, 178), 0.6, "fire", True),  # right piece, from the next tile
+                ((105, 104, 198, 176), 0.5, "fire", False),  # the same fire again from the whole frame
+                ((120, 120, 150, 150), 0.8, "smoke", False),  # another label on the same spot: kept
+                ((500, 500, 540, 540), 0.7, "garbage_bin", False),  # a small confident bin...
+                ((400, 400, 900, 900), 0.3, "garbage_bin", False),  # ...inside a weak large box: the box goes
+            ]
+        )
+    )
+    rows = sorted((d.label, tuple(round(v) for v in d.box)) for d in merged)
+    assert rows == [
+        ("fire", (100, 100, 260, 180)),
+        ("garbage_bin", (500, 500, 540, 540)),
+        ("smoke", (120, 120, 150, 150)),
+    ]
+    assert merged.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    plain = Detections(np.array([[0, 0, 10, 10], [1, 1, 9, 9]]), np.array([0.9, 0.5]), [3, 3], NAMES)
+    assert merge_tiles(plain) is plain, "detections of an untiled image are left alone"
+
+
+def test_scan_cli_tiles_large_photos_by_default_and_not_with_tile_off(
+    scene: tuple[np.ndarray, tuple[float, ...]], tmp_path: Path
+) -> None:
+    image, pasted = scene
+    cv2.imwrite(str(tmp_path / "frame.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    records = {}
+    for mode in ("auto", "off"):
+        command = [sys.executable, "-m", "inference_api.cli", "scan", str(tmp_path), "--tile", mode, "--no-progress"]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr
+        (records[mode],) = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert records["auto"]["tiled"] and not records["off"]["tiled"]
+    hits = {
+        mode: [p for p in r["problems"] if p["type"] == "burning" and overlapping(np.array([p["box"]]), pasted)[0]]
+        for mode, r in records.items()
+    }
+    assert len(hits["auto"]) == 1 and hits["off"] == []
