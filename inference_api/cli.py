@@ -53,7 +53,39 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pretrained", type=Path, default=SHARED_WEIGHTS, help="YOLOv5n COCO checkpoint")
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=None)
     parser.add_argument("--resume", action="store_true", help="continue the run's last.pt")
+    parser.add_argument(
+        "--include-reviews",
+        type=Path,
+        default=None,
+        metavar="EXPORT",
+        help="merge a reviews export (folder or zip of GET /v1/labels/export/yolo) into --data; see docs/reviews.md",
+    )
+    parser.add_argument(
+        "--min-class-boxes", type=int, default=30, help="reviewed boxes a new problem type needs to become a class"
+    )
     parser.set_defaults(module="training.commands", handler="train")
+
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("models", help="model registry: list, add, evaluate, promote, rollback versions")
+    parser.add_argument("--registry", type=Path, default=None, help="registry folder (default: model/)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="registered versions; * marks the promoted one")
+    add = actions.add_parser("add", help="export, threshold, measure and register a checkpoint (needs train extra)")
+    add.add_argument("version")
+    add.add_argument("--checkpoint", type=Path, required=True, help="best.pt of `envwatch train --include-reviews`")
+    add.add_argument("--dataset", type=Path, required=True, help="the merged dataset it was trained on")
+    add.add_argument("--imgsz", type=int, default=416)
+    add.add_argument("--limit", type=int, default=None, help="measure at most N photos per source (quick runs)")
+    evaluate = actions.add_parser("evaluate", help="measure a version on a merged dataset's split")
+    evaluate.add_argument("version")
+    evaluate.add_argument("--dataset", type=Path, required=True)
+    evaluate.add_argument("--split", default="test", choices=("val", "test"))
+    evaluate.add_argument("--limit", type=int, default=None)
+    promote = actions.add_parser("promote", help="serve this version (a running service follows)")
+    promote.add_argument("version")
+    actions.add_parser("rollback", help="promote again the version promoted before the current one")
+    parser.set_defaults(module="training.model_versions", handler="main")
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -95,7 +127,34 @@ def _add_scan(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--conf", type=float, default=None, help="report detections above this score")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--tile", choices=("auto", "on", "off"), default="auto", help="detect large images in tiles")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="ray: run on Ray workers")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster to join (default: a local Ray)")
+    parser.add_argument("--workers", type=int, default=None, help="Ray detector workers (default: one per CPU)")
+    parser.add_argument("--resume", action="store_true", help="continue the scan recorded in OUT.manifest")
     parser.set_defaults(module="inference_api.scan", handler="main")
+
+
+def _add_import_scan(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("import-scan", help="store `envwatch scan` JSONL results as one inspection")
+    parser.add_argument("results", type=Path, help="JSONL written by envwatch scan")
+    parser.add_argument("--images-root", type=Path, default=None, help="folder relative image paths start from")
+    for name in ("region", "township", "village", "inspector", "note"):
+        parser.add_argument(f"--{name}", default=None)
+    parser.add_argument("--client-id", default=None, help="idempotency key (default: the results file's sha256)")
+    parser.add_argument("--actor", default="envwatch import-scan", help="name recorded in the findings' history")
+    parser.set_defaults(module="inference_api.scan_import", handler="main")
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("compare", help="repeat scan: which findings are still there, gone or new")
+    parser.add_argument("old", type=Path, help="JSONL of the earlier envwatch scan")
+    parser.add_argument("new", type=Path, help="JSONL of the later envwatch scan of the same area")
+    parser.add_argument("--distance", type=float, default=10.0, help="metres within which two findings match")
+    parser.add_argument("--iou", type=float, default=0.3, help="box overlap matching findings on the same image")
+    parser.add_argument("--format", choices=("jsonl", "csv", "geojson"), default="jsonl")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
+    parser.set_defaults(module="inference_api.compare", handler="main")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -108,7 +167,17 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envwatch", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_dataset, _add_train, _add_evaluate, _add_export, _add_scan, _add_serve):
+    for add in (
+        _add_dataset,
+        _add_train,
+        _add_evaluate,
+        _add_export,
+        _add_models,
+        _add_scan,
+        _add_import_scan,
+        _add_compare,
+        _add_serve,
+    ):
         add(commands)
     return parser
 

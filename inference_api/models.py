@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -181,6 +182,52 @@ class FindingEvent(Base):
     finding: Mapped[Finding] = relationship(back_populates="events")
 
 
+class Label(Base):
+    """A box an inspector drew or fixed: training data beside the review statuses of findings.
+
+    `source` says how it came: `manual` (drawn on a stored photo, any taxonomy type), `correction`
+    (the fixed box or type of finding `finding_id`; at most one live per finding), `label_studio`
+    (imported). Edits keep who and when; a deletion is a mark (`deleted_at`), never a lost row.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        Index(
+            "uq_labels_live_correction",
+            "finding_id",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    finding_id: Mapped[int | None] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"), nullable=True)
+    type: Mapped[str] = mapped_column(String(50))
+    label: Mapped[str] = mapped_column(String(50))
+    """The detector label the box trains (see model.taxonomy.default_label_for)."""
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))
+    proposed_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """Model version whose finding this box corrects; None for boxes drawn from scratch."""
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    """Identity in the tool it was imported from, so importing the same file twice adds nothing."""
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    image: Mapped[Image] = relationship()
+    finding: Mapped[Finding | None] = relationship()
+
+
 class Job(Base):
     """A batch scoring job over a server folder or an uploaded zip; its results form one inspection."""
 
@@ -249,6 +296,7 @@ __all__ = [
     "InspectionFile",
     "Job",
     "JobItem",
+    "Label",
     "WebhookDelivery",
     "utcnow",
 ]

@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "envwatch-v1.onnx"
-"""The model the package ships; the default when `ENVWATCH_MODEL_PATH` is not set."""
+MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
+"""The package's model folder: the shipped model, and the default model registry (model/registry.py)."""
 
 
 class Settings(BaseSettings):
@@ -27,7 +27,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; SQLite for the embedded default, postgresql+psycopg://... in production.",
     )
     data_dir: Path = Field(default=Path("./var/images"), description="Where uploaded images are kept by sha256.")
-    model_path: Path = Field(default=SHIPPED_MODEL, description="ONNX detector to load at startup.")
+    model_path: Path | None = Field(
+        default=None,
+        description="Pin this ONNX detector; unset: serve the registry's promoted version, reloaded when it changes.",
+    )
+    model_registry: Path = Field(default=MODEL_DIR, description="Folder of the model registry (registry.json).")
+    model_poll_s: float = Field(default=2.0, gt=0, description="How often the registry is checked for a promotion.")
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="Largest accepted single file.")
     max_request_bytes: int = Field(

@@ -35,8 +35,14 @@ def train(args: argparse.Namespace) -> int:
         print(f"no dataset at {args.data}: run `envwatch dataset build` first")
         return 2
     started = time.monotonic()
+    data, fraction = args.data, args.fraction
+    if args.include_reviews is not None:  # docs/reviews.md; --fraction then trims only the shared photos
+        from training.review_merge import merge
+
+        merged = args.project / args.name / "dataset"
+        data, fraction = merge(args.data, args.include_reviews, merged, args.min_class_boxes, fraction), 1.0
     config = TrainConfig(
-        data=args.data,
+        data=data,
         project=args.project,
         name=args.name,
         epochs=args.epochs,
@@ -45,7 +51,7 @@ def train(args: argparse.Namespace) -> int:
         batch=args.batch,
         device=args.device,
         workers=args.workers,
-        fraction=args.fraction,
+        fraction=fraction,
         cache=args.cache,
         pretrained=args.pretrained,
         resume=args.resume,
