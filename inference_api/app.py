@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from inference_api import auth, db, errors
 from inference_api.deps import AppState
 from inference_api.jobs import JobRunner
+from inference_api.model_watch import ModelWatcher
 from inference_api.observability import Metrics, configure_logging, install_middleware
 from inference_api.pool import DetectorPool
-from inference_api.routes import exports, findings, health, images, inspections, jobs, keys, model
+from inference_api.routes import exports, findings, health, images, inspections, jobs, keys, labels, model, models, web
 from inference_api.settings import Settings, get_settings
 from inference_api.storage import ImageStore
 from inference_api.webhooks import WebhookSender
@@ -31,31 +32,12 @@ log = logging.getLogger("envwatch.app")
 API_VERSION = "1.0.0"
 
 
-def load_detector(state: AppState) -> None:
-    """Load the ONNX model named by settings into `state` (recording the error instead of raising)."""
-    try:
-        from model.runtime import Detector
-
-        state.detector = Detector.load(state.settings.model_path)
-        state.detector_error = None
-        log.info(
-            "model loaded",
-            extra={"model_path": str(state.settings.model_path), "model_version": state.detector.version},
-        )
-    except Exception as exc:  # the reason is served by /readyz
-        state.detector = None
-        state.detector_error = f"{type(exc).__name__}: {exc}"
-        log.error(
-            "model failed to load", extra={"model_path": str(state.settings.model_path), "error": state.detector_error}
-        )
-
-
-def _startup(state: AppState) -> None:
+def _startup(state: AppState, watcher: ModelWatcher) -> None:
     db.upgrade(state.engine)
     log.info("database migrated", extra={"database": state.engine.url.render_as_string(hide_password=True)})
     admin_key = state.settings.admin_key.get_secret_value() if state.settings.admin_key else None
     auth.bootstrap_keys(state.sessions, admin_key, state.settings.create_local_admin)
-    load_detector(state)
+    watcher.check(force=True)  # a model that fails to load is reported by /readyz, not raised
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,9 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=Metrics(pool),
     )
 
+    watcher = ModelWatcher(state)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_startup, state)
+        await run_in_threadpool(_startup, state, watcher)
+        watcher.start()
         sender = WebhookSender(settings, state.sessions) if settings.webhook_url else None
         if sender:
             sender.start()
@@ -85,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             runner.stop()
+            watcher.stop()
             if sender:
                 sender.stop()
             pool.shutdown()
@@ -101,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.envwatch = state
+    app.state.model_watcher = watcher
     errors.install(app)
 
     @app.middleware("http")
@@ -120,6 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await call_next(request)
 
     install_middleware(app, state.metrics)
-    for module in (health, keys, model, inspections, findings, exports, images, jobs):
+    for module in (health, keys, model, models, inspections, findings, labels, exports, images, jobs, web):
         app.include_router(module.router)
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -169,11 +170,17 @@ class SummaryRegion(BaseModel):
     by_type: dict[str, int]
     by_status: dict[str, int]
     by_type_status: dict[str, dict[str, int]]
+    rectified: int = Field(default=0, description="Findings whose rectification stands (status rectified or closed).")
+    median_days_to_rectified: float | None = Field(
+        default=None, description="Median days from raised (created) to the latest move into rectified; null if none."
+    )
 
 
 class Summary(BaseModel):
     total: int
     regions: list[SummaryRegion]
+    rectified: int = Field(default=0, description="Rectified findings over all regions.")
+    median_days_to_rectified: float | None = Field(default=None, description="Median over all regions.")
 
 
 # ---------------------------------------------------------------- inspections
@@ -254,3 +261,122 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+# ---------------------------------------------------------------- labels from reviews
+
+
+class LabelSource(StrEnum):
+    manual = "manual"
+    correction = "correction"
+    label_studio = "label_studio"
+
+
+class LabelBox(BaseModel):
+    """A box in pixels of the upright stored photo (as finding boxes are); checked against its size."""
+
+    x1: float = Field(ge=0, allow_inf_nan=False)
+    y1: float = Field(ge=0, allow_inf_nan=False)
+    x2: float = Field(ge=0, allow_inf_nan=False)
+    y2: float = Field(ge=0, allow_inf_nan=False)
+
+
+class LabelCreate(BaseModel):
+    image_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="A stored photo to draw a box on (a manual label)."
+    )
+    finding_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="A finding whose box or type this fixes (a correction); its photo is the label's photo.",
+    )
+    type: ProblemTypeKey | None = Field(  # type: ignore[valid-type]
+        default=None, description="Problem type; required for a manual label, a correction defaults to the finding's."
+    )
+    label: str | None = Field(
+        default=None,
+        max_length=50,
+        description="Detector label to train (e.g. smoke for burning); default: the type's first, or the type itself.",
+    )
+    box: LabelBox | None = Field(
+        default=None, description="Required for a manual label; a correction defaults to the finding's box."
+    )
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class LabelUpdate(BaseModel):
+    type: ProblemTypeKey | None = None  # type: ignore[valid-type]
+    label: str | None = Field(default=None, max_length=50)
+    box: LabelBox | None = None
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class LabelOut(BaseModel):
+    id: int
+    image_id: int
+    finding_id: int | None = Field(description="The finding this label corrects, for a correction.")
+    type: str
+    label: str
+    box: Box
+    source: LabelSource
+    proposed_by: str | None = Field(description="Model version whose finding this corrects; null when drawn anew.")
+    note: str | None
+    created_by: str
+    created_at: datetime
+    updated_by: str | None
+    updated_at: datetime | None
+    deleted_by: str | None = Field(description="Set once the label is deleted; lists and exports leave it out.")
+    deleted_at: datetime | None
+
+
+class LabelPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[LabelOut]
+
+
+class LabelTypeCount(BaseModel):
+    type: str
+    name_zh: str
+    name_en: str
+    positives: int = Field(description="Boxes that train the type: confirmed findings, corrections, drawn boxes.")
+    hard_negatives: int = Field(description="Dismissed findings of the type: the model's recorded false positives.")
+    images: int = Field(description="Photos with at least one of either.")
+
+
+class LabelSummary(BaseModel):
+    reviewed_images: int = Field(description="Photos that an export would contain.")
+    types: list[LabelTypeCount]
+
+
+class ImportSkip(BaseModel):
+    task: str = Field(description="Label Studio task id, with /result id when one box was skipped.")
+    reason: str
+
+
+class LabelImport(BaseModel):
+    tasks: int
+    created: int = Field(description="New labels (boxes drawn in Label Studio, or first corrections of findings).")
+    updated: int = Field(description="Labels whose box or type was changed in Label Studio.")
+    unchanged: int = Field(description="Boxes already stored as they are (within rounding), or imported before.")
+    skipped: list[ImportSkip]
+
+
+# ---------------------------------------------------------------- model registry
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    added_at: str
+    promoted: bool = Field(description="The version the registry says to serve.")
+    summary: dict[str, Any] = Field(description="Labels, reviewed images used, test mAP50 (see its model card).")
+
+
+class ModelsOut(BaseModel):
+    serving: str | None = Field(description="Version of the detector answering requests now; null while none is.")
+    pinned: bool = Field(description="ENVWATCH_MODEL_PATH pins one file: promotions are not followed.")
+    promoted: str | None
+    error: str | None = Field(description="Why the last (re)load failed; the previous detector kept serving.")
+    versions: list[ModelVersionOut]

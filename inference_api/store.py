@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, UnaryExpression, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from inference_api.models import ApiKey, Finding, FindingEvent, Image, Inspection, InspectionFile, utcnow
+from inference_api.schemas import Status
+from model.taxonomy import PROBLEM_TYPES
 
 # ---------------------------------------------------------------- API keys
 
@@ -145,10 +147,38 @@ class FindingFilter:
         return query
 
 
-def list_findings(session: Session, where: FindingFilter, limit: int, offset: int) -> tuple[int, Sequence[Finding]]:
+def _rank(column: ColumnElement[str], keys: Sequence[str]) -> ColumnElement[int]:
+    """`column`'s position in `keys` (unknown values last): types in taxonomy order, statuses in workflow order."""
+    return case({key: i for i, key in enumerate(keys)}, value=column, else_=len(keys))
+
+
+FINDING_SORTS: dict[str, tuple[ColumnElement, ...]] = {  # type: ignore[type-arg]
+    "id": (Finding.id,),
+    "score": (Finding.score,),
+    "created_at": (Finding.created_at,),
+    "observed_at": (Finding.observed_at,),
+    "type": (_rank(Finding.type, [p.key for p in PROBLEM_TYPES]),),
+    "status": (_rank(Finding.status, [s.value for s in Status]),),
+    "region": (Inspection.region, Inspection.township, Inspection.village),
+}
+"""What `GET /v1/findings?sort=` may order by (`field` ascending, `-field` descending), as ORDER BY terms."""
+
+
+def finding_order(sort: str) -> list[UnaryExpression]:  # type: ignore[type-arg]
+    """ORDER BY for `sort`: ties broken by id so pages never overlap or skip; findings without a place last."""
+    field, descending = sort.removeprefix("-"), sort.startswith("-")
+    terms = [term.desc() if descending else term.asc() for term in FINDING_SORTS[field]]
+    if field == "region":  # SQLite puts NULL first, PostgreSQL last: say which
+        terms = [term.nulls_last() for term in terms]
+    return terms if field == "id" else [*terms, Finding.id.asc()]
+
+
+def list_findings(
+    session: Session, where: FindingFilter, limit: int, offset: int, sort: str = "id"
+) -> tuple[int, Sequence[Finding]]:
     total = session.scalar(where.apply(select(func.count(Finding.id)).select_from(Finding))) or 0
     query = where.apply(select(Finding)).options(selectinload(Finding.inspection))
-    rows = session.scalars(query.order_by(Finding.id).limit(limit).offset(offset)).all()
+    rows = session.scalars(query.order_by(*finding_order(sort)).limit(limit).offset(offset)).all()
     return total, rows
 
 
@@ -157,6 +187,25 @@ def summary_counts(session: Session, where: FindingFilter) -> list[tuple[str | N
         select(Inspection.region, Finding.type, Finding.status, func.count(Finding.id)).select_from(Finding)
     ).group_by(Inspection.region, Finding.type, Finding.status)
     return [(region, type_, status, int(n)) for region, type_, status, n in session.execute(query)]
+
+
+def rectification_times(session: Session, where: FindingFilter) -> list[tuple[str | None, datetime, datetime]]:
+    """(region, raised, rectified) of each matching finding whose rectification stands (rectified or closed).
+
+    `rectified` is the latest move into rectified: after a failed re-check, the one that counted.
+    """
+    latest = (
+        select(FindingEvent.finding_id, func.max(FindingEvent.at).label("at"))
+        .where(FindingEvent.to_status == "rectified")
+        .group_by(FindingEvent.finding_id)
+        .subquery()
+    )
+    query = (
+        where.apply(select(Inspection.region, Finding.created_at, latest.c.at).select_from(Finding))
+        .join(latest, latest.c.finding_id == Finding.id)
+        .where(Finding.status.in_(("rectified", "closed")))
+    )
+    return [(region, raised, rectified) for region, raised, rectified in session.execute(query)]
 
 
 def get_finding(session: Session, finding_id: int, with_history: bool = False) -> Finding | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import statistics
 from collections import defaultdict
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BeforeValidator
 
 from inference_api import presenters, services, store
@@ -24,6 +28,7 @@ from inference_api.schemas import (
     SummaryRegion,
     Transition,
 )
+from model.taxonomy import PROBLEM_TYPES
 
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
 
@@ -81,6 +86,10 @@ def finding_filter(
 FilterDep = Annotated[store.FindingFilter, Depends(finding_filter)]
 
 
+FindingSort = StrEnum("FindingSort", {s: s for f in store.FINDING_SORTS for s in (f, f"-{f}")})  # type: ignore[misc]
+"""`field` ascending or `-field` descending, for each field store.FINDING_SORTS can order by (OpenAPI lists them)."""
+
+
 @router.get("", response_model=FindingPage, responses=responses(*AUTH, 422))
 def list_findings(
     session: SessionDep,
@@ -88,14 +97,27 @@ def list_findings(
     where: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
+    sort: Annotated[
+        FindingSort,  # type: ignore[valid-type]
+        Query(
+            description="Order: a field, or `-field` for descending. `type` follows the taxonomy's order, `status` "
+            "the review workflow's, `region` is region, township, village (no place last); ties in id order."
+        ),
+    ] = FindingSort["id"],
 ) -> FindingPage:
-    total, rows = store.list_findings(session, where, limit, offset)
+    total, rows = store.list_findings(session, where, limit, offset, sort.value)
     return FindingPage(total=total, limit=limit, offset=offset, items=[presenters.finding_out(f) for f in rows])
 
 
-@router.get("/summary", response_model=Summary, responses=responses(*AUTH, 422))
-def summary(session: SessionDep, _: Reader, where: FilterDep) -> Summary:
-    """Counts per region, by problem type and by review status."""
+def _median_days(pairs: list[tuple[datetime, datetime]]) -> float | None:
+    """Median of rectified − raised in days (2 decimals, about a quarter of an hour); None without pairs."""
+    if not pairs:
+        return None
+    return round(statistics.median((done - raised).total_seconds() / 86400 for raised, done in pairs), 2)
+
+
+def _summary(session: SessionDep, where: store.FindingFilter) -> Summary:
+    """Counts per region, by problem type and by review status, and how many were rectified how fast."""
     regions: dict[str | None, SummaryRegion] = {}
     for region, type_, status, n in store.summary_counts(session, where):
         entry = regions.setdefault(
@@ -105,10 +127,47 @@ def summary(session: SessionDep, _: Reader, where: FilterDep) -> Summary:
         entry.by_type[type_] = entry.by_type.get(type_, 0) + n
         entry.by_status[status] = entry.by_status.get(status, 0) + n
         entry.by_type_status.setdefault(type_, defaultdict(int))[status] += n
+    times: dict[str | None, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for region, raised, rectified in store.rectification_times(session, where):
+        times[region].append((raised, rectified))
     ordered = sorted(regions.values(), key=lambda r: (r.region is None, r.region or ""))
     for entry in ordered:
         entry.by_type_status = {t: dict(s) for t, s in entry.by_type_status.items()}
-    return Summary(total=sum(r.total for r in ordered), regions=ordered)
+        entry.rectified, entry.median_days_to_rectified = len(times[entry.region]), _median_days(times[entry.region])
+    everywhere = [pair for pairs in times.values() for pair in pairs]
+    return Summary(
+        total=sum(r.total for r in ordered),
+        regions=ordered,
+        rectified=len(everywhere),
+        median_days_to_rectified=_median_days(everywhere),
+    )
+
+
+@router.get("/summary", response_model=Summary, responses=responses(*AUTH, 422))
+def summary(session: SessionDep, _: Reader, where: FilterDep) -> Summary:
+    """Counts per region, by problem type and by review status; rectified findings and the median days it took."""
+    return _summary(session, where)
+
+
+@router.get(
+    "/summary.csv",
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per region"}, **responses(*AUTH, 422)},
+)
+def summary_csv(session: SessionDep, _: Reader, where: FilterDep) -> Response:
+    """The summary as CSV, one row per region (UTF-8 with BOM, like /v1/findings.csv, for spreadsheet programs)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    types, statuses = [p.key for p in PROBLEM_TYPES], [s.value for s in Status]
+    writer.writerow(["region", "total", *types, *statuses, "rectified", "median_days_to_rectified"])
+    for r in _summary(session, where).regions:
+        counts = [r.by_type.get(t, 0) for t in types] + [r.by_status.get(s, 0) for s in statuses]
+        median = "" if r.median_days_to_rectified is None else r.median_days_to_rectified
+        writer.writerow([r.region or "", r.total, *counts, r.rectified, median])
+    return Response(
+        "\ufeff" + buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="findings-summary.csv"'},
+    )
 
 
 @router.get("/{finding_id}", response_model=FindingDetail, responses=responses(*AUTH, 404, 422))

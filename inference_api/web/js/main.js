@@ -1,0 +1,128 @@
+// Boot: language, the header (navigation by role, language switch, who is signed in), and the
+// routes. Views live in views/, one file per screen.
+
+import { api, forgetImages, onUnauthenticated } from "./api.js";
+import { paintTypes } from "./colours.js";
+import { h, put } from "./dom.js";
+import { lang, setLang, setTaxonomy, t } from "./i18n.js";
+import { current, go, render, route } from "./router.js";
+import { apiKey, canWrite, me, signOut } from "./session.js";
+import { findingView } from "./views/finding.js";
+import { imageView } from "./views/image.js";
+import { inspectionView } from "./views/inspection.js";
+import { jobsView } from "./views/jobs.js";
+import { labelsView } from "./views/labels.js";
+import { ledgerView } from "./views/ledger.js";
+import { mapView } from "./views/map.js";
+import { signInView } from "./views/signin.js";
+import { summaryView } from "./views/summary.js";
+import { uploadView } from "./views/upload.js";
+
+const main = document.getElementById("main");
+
+function home() {
+  return canWrite() ? "/upload" : "/findings";
+}
+
+function navigation() {
+  const { path } = current();
+  const links = [
+    ["/upload", "navUpload", canWrite()],
+    ["/findings", "navLedger", true],
+    ["/map", "navMap", true],
+    ["/summary", "navSummary", true],
+    ["/labels", "navLabels", true],
+    ["/jobs", "navJobs", true],
+  ];
+  const nav = document.getElementById("nav");
+  nav.setAttribute("aria-label", t("navLabel"));
+  put(nav, apiKey() ? h("ul", {}, links.filter(([, , shown]) => shown).map(([target, key]) => h("li", {}, h("a", { href: `#${target}`, "aria-current": path === target || path.startsWith(`${target}/`) ? "page" : null }, t(key))))) : null);
+}
+
+function tools() {
+  const who = me();
+  const other = lang() === "en" ? "zh-CN" : "en";
+  const toggle = h("button", { type: "button", id: "lang-toggle", lang: other, "aria-label": t("switchLabel"), onclick: () => switchLanguage(other) }, t("switchTo"));
+  put(
+    document.getElementById("tools"),
+    toggle,
+    who ? h("span", { class: "who", id: "who", dataset: { role: who.role } }, `${who.name} · ${t(`role${who.role[0].toUpperCase()}${who.role.slice(1)}`)}`) : null,
+    who ? h("button", { type: "button", id: "sign-out", onclick: leave }, t("signOut")) : null,
+  );
+}
+
+function chrome() {
+  document.documentElement.lang = lang();
+  document.getElementById("brand").textContent = t("app");
+  document.getElementById("skip-link").textContent = t("skip");
+  navigation();
+  tools();
+}
+
+async function switchLanguage(code) {
+  setLang(code);
+  const rendered = show(false); // redraws the header at once (the switch included), then the view
+  document.getElementById("lang-toggle").focus();
+  await rendered;
+}
+
+function leave() {
+  signOut();
+  forgetImages();
+  go("/signin");
+}
+
+async function loadTaxonomy() {
+  try {
+    const types = (await api("/v1/model")).problem_types;
+    setTaxonomy(types);
+    paintTypes(types);
+  } catch {
+    setTaxonomy([]); // model not loaded yet: type keys are shown as they are
+  }
+}
+
+async function signedIn(next) {
+  await loadTaxonomy();
+  go(next && next !== "/signin" ? next : home());
+}
+
+/** Render the current route; `moveFocus` after navigation, so keyboard users land on the new heading. */
+async function show(moveFocus) {
+  const { path } = current();
+  if (!apiKey() && path !== "/signin") {
+    go("/signin", { next: path === "/" ? "" : path });
+    return;
+  }
+  chrome();
+  if (path === "/signin") {
+    signInView(main, current(), signedIn);
+    return;
+  }
+  if (path === "/") {
+    go(home());
+    return;
+  }
+  if (!(await render(main))) put(main, h("h1", { tabindex: "-1" }, t("notFound")));
+  const heading = main.querySelector("h1");
+  if (moveFocus && heading && !main.contains(document.activeElement)) heading.focus();
+}
+
+route(/^\/upload$/, uploadView);
+route(/^\/inspections\/(\d+)$/, inspectionView);
+route(/^\/findings$/, ledgerView);
+route(/^\/findings\/(\d+)$/, findingView);
+route(/^\/map$/, mapView);
+route(/^\/summary$/, summaryView);
+route(/^\/jobs$/, jobsView);
+route(/^\/labels$/, labelsView);
+route(/^\/photos\/(\d+)$/, imageView);
+
+onUnauthenticated(() => {
+  forgetImages();
+  go("/signin", { expired: 1, next: current().path });
+});
+window.addEventListener("hashchange", () => show(true));
+setLang(lang());
+if (apiKey()) await loadTaxonomy();
+show(false);

@@ -1,0 +1,52 @@
+// Pieces every view uses: headings that take focus, error boxes, status badges, form fields.
+
+import { h } from "../dom.js";
+import { statusName, t } from "../i18n.js";
+import { href } from "../router.js";
+
+/** The view's heading; focusable so navigation can move focus to it for screen-reader users. */
+export function heading(text) {
+  document.title = `${text} · envwatch`;
+  return h("h1", { tabindex: "-1" }, text);
+}
+
+/** A plain-language error box (role=alert) for an ApiError or any failure. */
+export function errorBox(error) {
+  let text = error.message || t("error");
+  if (error.status === 403) text = t("notAllowed");
+  else if (error.code === "model_not_ready") text = t("modelNotReady");
+  const details = (error.files || []).map((f) => h("li", {}, `${f.file}: ${f.message}`));
+  return h("div", { class: "error", role: "alert" }, h("p", {}, text), details.length ? h("ul", {}, details) : null);
+}
+
+export function statusBadge(status) {
+  return h("span", { class: `badge s-${status}`, dataset: { status } }, statusName(status));
+}
+
+/** A labelled input: field("region", t("region"), {value}) → <label> + <input>. */
+export function field(name, label, attrs = {}, tag = "input") {
+  const id = `f-${name}`;
+  return h("div", { class: "field" }, h("label", { for: id }, label), h(tag, { id, name, ...attrs }));
+}
+
+/** A labelled <select> of [value, text] options with `selected` chosen. */
+export function select(name, label, options, selected) {
+  const id = `f-${name}`;
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    h("select", { id, name }, options.map(([value, text]) => h("option", { value, selected: value === (selected || "") }, text))),
+  );
+}
+
+/** "Loading…" while `promise` runs inside `container`. */
+export function loading() {
+  return h("p", { class: "muted", role: "status" }, t("loading"));
+}
+
+/** Previous / "page p of n" / next links for the list at `path`, keeping the link's other `query` values. */
+export function pager(path, query, page, pages) {
+  const link = (n, text, rel) => (n >= 1 && n <= pages && n !== page ? h("a", { href: href(path, { ...query, page: n }), rel, class: "button" }, text) : h("span", { class: "button disabled", "aria-disabled": "true" }, text));
+  return h("nav", { class: "pager", "aria-label": t("page", { p: page, n: pages }) }, link(page - 1, t("prev"), "prev"), h("span", { class: "page-of" }, t("page", { p: page, n: pages })), link(page + 1, t("next"), "next"));
+}
