@@ -31,6 +31,7 @@ from training.evaluate import (
     main,
     markdown_tables,
     parse_caps,
+    recorded_labels,
     summarise,
 )
 from training.metrics import IOU_THRESHOLDS, ap_per_iou, best_f1_threshold, match_greedy
@@ -44,14 +45,19 @@ ULTRALYTICS_PERFECT_AP = 0.995
 
 
 def image(
-    name: str, source: str, truth: Sequence[tuple[str, tuple]] = (), predicted: Sequence[tuple[str, float, tuple]] = ()
+    name: str,
+    source: str,
+    truth: Sequence[tuple[str, tuple]] = (),
+    predicted: Sequence[tuple[str, float, tuple]] = (),
+    names: Sequence[str] = LABEL_NAMES,
 ) -> ImageResult:
-    """A synthetic `ImageResult`: `truth` is (label, box) pairs, `predicted` (label, score, box) triples."""
+    """A synthetic `ImageResult`: `truth` is (label, box) pairs, `predicted` (label, score, box) triples of a
+    model with labels `names`."""
     detections = Detections(
         np.array([p[2] for p in predicted]).reshape(-1, 4),
         np.array([p[1] for p in predicted]),
-        np.array([LABEL_NAMES.index(p[0]) for p in predicted]),
-        LABEL_NAMES,
+        np.array([names.index(p[0]) for p in predicted]),
+        tuple(names),
     )
     gt = np.array([t[1] for t in truth], dtype=np.float64).reshape(-1, 4)
     return ImageResult(f"{source}__test__{name}", source, gt, tuple(t[0] for t in truth), detections)
@@ -285,6 +291,91 @@ def test_false_alarm_cap_arguments() -> None:
     for bad in (["fire=0.1"], ["burning=2"], ["burning"], ["burning=x"]):
         with pytest.raises(ValueError):
             parse_caps(bad)
+
+
+# --- merged datasets: extra labels, annotated per photo -------------------------------------------------
+
+MERGED_NAMES = (*LABEL_NAMES, "illegal_structure")
+SHED = "illegal_structure"
+
+
+def merged(images: Sequence[ImageResult], reviewed: dict[str, Sequence[str]]):
+    """The per-photo annotation a merge record gives: shared photos by their source, reviewed ones as listed."""
+    shared = {i.name: sorted(ANNOTATED(i.name)) for i in images if i.source != "reviews"}
+    return recorded_labels(MERGED_NAMES, {**shared, **{f"reviews__test__{k}": v for k, v in reviewed.items()}})
+
+
+def test_extra_label_counts_only_on_photos_annotating_it() -> None:
+    """A shed box on a shared photo is no false positive (no shared source annotates sheds), nor a fire box on a
+    reviewed photo where only sheds were looked at; a reviewed photo annotating sheds without one is a negative."""
+    images = [
+        image("g", "garbage-cn", [("garbage_bin", BOX)], [("garbage_bin", 0.9, BOX), (SHED, 0.95, OTHER_BOX)],
+              MERGED_NAMES),  # fmt: skip
+        image("r1", "reviews", [(SHED, BOX)], [(SHED, 0.8, BOX), ("fire", 0.97, OTHER_BOX)], MERGED_NAMES),
+        image("r2", "reviews", [(SHED, OTHER_BOX)], [(SHED, 0.3, OTHER_BOX)], MERGED_NAMES),
+        image("r3", "reviews", [], [(SHED, 0.6, BOX)], MERGED_NAMES),  # a dismissed shed: annotates sheds, none there
+        image("r4", "reviews", [], [("fire", 0.2, BOX)], MERGED_NAMES),  # a dismissed fire: annotates fire only
+    ]
+    annotated = merged(images, {"r1": [SHED], "r2": [SHED], "r3": [SHED], "r4": ["fire"]})
+    thresholds = {**{label: 0.5 for label in LABEL_NAMES}, SHED: 0.5}
+    result = summarise(images, annotated, thresholds)
+
+    shed = result["all"]["labels"][SHED]
+    assert shed["boxes"] == 2 and 0 < shed["ap50"] < ULTRALYTICS_PERFECT_AP  # r3's 0.6 outranks r2's hit
+    assert list(result["sources"]["reviews"]["labels"]) == ["fire", SHED]  # in the dataset's label order
+    assert SHED not in result["sources"]["garbage-cn"]["labels"]
+    assert result["all"]["labels"]["fire"]["boxes"] == 0  # r1's 0.97 fire box counts nowhere
+    rates = result["all"]["problems"][SHED]  # r1 flagged, r2 (0.3) missed, r3 a false alarm; g does not count
+    assert (rates["positives"], rates["flagged_positives"], rates["negatives"], rates["flagged_negatives"]) == (
+        2, 1, 1, 1,
+    )  # fmt: skip
+    burning = result["all"]["problems"]["burning"]  # g and r4 measure burning; r1's fire box is not seen
+    assert (burning["negatives"], burning["flagged_negatives"]) == (2, 0)
+    assert list(result["all"]["problems"]) == ["overflowing_garbage", "exposed_garbage", "burning", SHED]
+
+    # A model without the label (v1 measured on a merged dataset) misses every shed on the same photos.
+    blind = [ImageResult(i.name, i.source, i.gt_xyxy, i.gt_labels, Detections.empty(LABEL_NAMES)) for i in images]
+    assert summarise(blind, annotated, thresholds)["all"]["labels"][SHED] == {"ap50": 0.0, "ap50_95": 0.0, "boxes": 2}
+
+
+def test_thresholds_for_a_merged_dataset_keep_the_burning_cap() -> None:
+    """Reviewed photos with a dismissed fire are burning's hard negatives; a reviewed photo that annotates only
+    sheds is not, however high its fire box scores, or no threshold could keep the cap."""
+    images = [
+        image("p1", "reviews", [("fire", BOX)], [("fire", 0.9, BOX)], MERGED_NAMES),
+        image("p2", "reviews", [("fire", BOX)], [("fire", 0.6, BOX)], MERGED_NAMES),
+        image("p3", "reviews", [("fire", BOX)], [("fire", 0.3, BOX)], MERGED_NAMES),
+        image("d1", "reviews", [], [("fire", 0.5, BOX)], MERGED_NAMES),
+        image("d2", "reviews", [], [("fire", 0.2, BOX)], MERGED_NAMES),
+        image("d3", "reviews", [], [], MERGED_NAMES),
+        image("s1", "reviews", [(SHED, BOX)], [(SHED, 0.7, BOX), ("fire", 0.99, OTHER_BOX)], MERGED_NAMES),
+        image("s2", "reviews", [], [(SHED, 0.4, BOX)], MERGED_NAMES),
+    ]
+    reviewed = {name: ["fire"] for name in ("p1", "p2", "p3", "d1", "d2", "d3")}
+    annotated = merged(images, {**reviewed, "s1": [SHED], "s2": [SHED]})
+    chosen = choose_thresholds(images, annotated, {"smoke": 0.4}, MERGED_NAMES)
+    # fire alone: F1 6/7 on (0.20, 0.30] (all three found, d1 flagged); the 0.99 on s1 would make it 6/8
+    assert chosen["fire"]["threshold"] == 0.21 and chosen["fire"]["images"] == 6
+    assert chosen["fire"]["f1"] == pytest.approx(6 / 7)
+    assert chosen[SHED]["threshold"] == 0.41 and chosen[SHED]["images"] == 2  # between s2's 0.4 and s1's 0.7
+    assert chosen["smoke"] == {"threshold": 0.4, "kept": "no smoke image among 0"}
+
+    labels, record = capped_choice(images, annotated, chosen, {"burning": 0.1})
+    # d1 (0.5) is 1 of 3 hard negatives at 0.21: over the cap; fire moves above it, p3 is lost
+    assert record["burning"]["thresholds"] == {"fire": 0.51, "smoke": 0.05}
+    assert (record["burning"]["met"], record["burning"]["hard_negatives"], record["burning"]["images"]) == (True, 3, 6)
+    assert labels["fire"]["threshold"] == 0.51 and labels["fire"]["recall"] == pytest.approx(2 / 3)
+    assert labels[SHED] == chosen[SHED]  # the cap on burning leaves other labels alone
+
+
+def test_annotation_rules_name_images_they_do_not_cover() -> None:
+    assert ANNOTATED("fire-continuous__train__x") == frozenset(LABEL_NAMES) - {"smoke"}
+    with pytest.raises(ValueError, match="not in the dataset recipe"):
+        ANNOTATED("elsewhere__val__x")
+    with pytest.raises(ValueError, match="reviews.json"):
+        recorded_labels(MERGED_NAMES, {"reviews__val__a": [SHED]})("reviews__val__b")
+    with pytest.raises(ValueError, match="not in the dataset recipe"):
+        summarise([image("a", "elsewhere")], ANNOTATED, {})
 
 
 def test_thresholds_are_never_chosen_on_test(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,13 +16,19 @@ Two views, because they answer different questions:
   show burning, how many were flagged for burning?") and false-alarm rate ("of the photos that do
   not, how many were flagged?"), through `model.problems.problems_from` as an inspector sees it.
 
-Each source leaves some labels unannotated (`unlabelled` in `datasets/sources.yaml`). Evaluation
-follows the same rule as training: every other label counts as annotated, so a garbage-cn photo
-without a fire box is a photo without fire, and a fire box there is a false positive for fire AP
-and a false alarm for burning. fire-continuous never labels smoke although smoke fills many of its
-frames, so smoke boxes there are neither false positives for smoke AP nor part of it. A
-label's AP per source is reported where that source has boxes of it; pooled ("all") AP counts
-false positives from every source that annotates the label. For burning, fire-continuous counts
+The labels measured are the dataset's own (its data.yaml `names`), and a label counts on an image
+only where that image annotates it (`Annotation`): there a missing box is a miss and a box is right
+or wrong; elsewhere its boxes are neither. The recipe dataset annotates per source, by the same rule
+as training: every label but those the source leaves `unlabelled` (`datasets/sources.yaml`), so a
+garbage-cn photo without a fire box is a photo without fire, and a fire box there is a false
+positive for fire AP and a false alarm for burning, while fire-continuous never labels smoke
+although smoke fills many of its frames, so smoke boxes there are neither false positives for smoke
+AP nor part of it. A merged dataset (`envwatch train --include-reviews`) annotates per photo, as its
+record says: a shared photo what its source annotates, a reviewed photo only the labels someone
+looked at on it, so a new label such as `illegal_structure` is measured on the reviewed photos
+annotating it alone, and the problem types of such labels (`problem_for_label`) join the image
+level. A label's AP per source is reported where that source has boxes of it; pooled ("all") AP
+counts false positives from every image that annotates the label. For burning, fire-continuous counts
 although only its fire is labelled: a frame with a fire box is certainly a burning photo, and the
 few frames without one might still show smoke, so its false-alarm rate is an upper bound on few
 images. Two burning numbers are also reported apart: recall and false alarms on the fire sources
@@ -38,7 +44,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +59,12 @@ from model.runtime import Detector
 from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, problem_for_label
 from training.dataset import DEFAULT_RECIPE, read_yolo_labels
 from training.metrics import ap_per_iou, best_f1_threshold, image_rates, match_greedy
+from training.review_merge import RECORD
 
 EVAL_CONF = 0.001
 LOAD_BATCH = 32
-PROBLEMS = tuple(p.key for p in PROBLEM_TYPES if p.detectable)
+PROBLEMS = tuple(p.key for p in PROBLEM_TYPES)
+"""Every problem type, in taxonomy order: a retrained model's extra labels raise the ones v1 cannot detect."""
 NO_FIRE_SOURCE = "garbage-cn"
 """A source with no fire in any photo, used as a cross-source burning false-alarm measure."""
 THRESHOLD_CANDIDATES = np.round(np.arange(0.05, 0.9001, 0.01), 2)
@@ -75,8 +83,21 @@ FALSE_ALARM_CAPS = {"burning": 0.10}
 """Default caps: a burning alarm sends someone out; the issue's aim is at most 10% on no-fire photos."""
 
 
-Annotation = dict[str, frozenset[str]]
-"""Per source, the detector labels it annotates."""
+@dataclass(frozen=True)
+class Annotation:
+    """What a dataset annotates: its detector labels, and per image the ones that count there.
+
+    Called with an image name, it gives that image's annotated labels. The recipe dataset's rule is
+    per source (`annotated_labels`), a merged dataset's per photo (`recorded_labels`).
+    """
+
+    names: tuple[str, ...]
+    """The dataset's detector labels in class-id order: the labels measured, in the order reported."""
+    labels_of: Callable[[str], frozenset[str]]
+    """Per image name, the labels annotated on it; an image the rule does not cover is a ValueError."""
+
+    def __call__(self, name: str) -> frozenset[str]:
+        return self.labels_of(name)
 
 
 @dataclass(frozen=True)
@@ -90,15 +111,58 @@ class ImageResult:
     detections: Detections
 
 
-def annotated_labels(recipe: dict) -> Annotation:
-    """Per source, the detector labels it annotates: all but those it declares `unlabelled`.
+def annotated_labels(recipe: dict, names: Sequence[str] = LABEL_NAMES) -> Annotation:
+    """The recipe dataset's rule: an image annotates every label but those its source declares `unlabelled`.
 
     The same rule as training, where only `unlabelled` labels get ignore regions.
     """
-    return {
-        source: frozenset(LABEL_NAMES) - frozenset(spec.get("unlabelled", ()))
-        for source, spec in recipe["sources"].items()
+    by_source = {
+        source: frozenset(names) - frozenset(spec.get("unlabelled", ())) for source, spec in recipe["sources"].items()
     }
+
+    def labels_of(name: str) -> frozenset[str]:
+        source = source_of(name)
+        if source not in by_source:
+            raise ValueError(f"{name}: source {source!r} is not in the dataset recipe")
+        return by_source[source]
+
+    return Annotation(tuple(names), labels_of)
+
+
+def recorded_labels(names: Sequence[str], annotated: Mapping[str, Sequence[str]]) -> Annotation:
+    """A merged dataset's rule: per held-out photo, the labels its record (`RECORD`) says were annotated there.
+
+    A shared photo annotates what its source does; a reviewed photo only the labels someone looked at.
+    """
+    by_image = {name: frozenset(labels) for name, labels in annotated.items()}
+
+    def labels_of(name: str) -> frozenset[str]:
+        if name not in by_image:
+            raise ValueError(f"{name}: not in the dataset's {RECORD}, which says what each held-out photo annotates")
+        return by_image[name]
+
+    return Annotation(tuple(names), labels_of)
+
+
+def dataset_names(data: Path) -> tuple[str, ...]:
+    """The detector labels of the dataset at `data`, in class-id order (its data.yaml `names`)."""
+    path = data / "data.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: build the dataset first (`envwatch dataset build`)")
+    names = yaml.safe_load(path.read_text())["names"]
+    return tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+
+
+def dataset_annotation(data: Path, recipe: Path = DEFAULT_RECIPE) -> Annotation:
+    """The annotation of the dataset at `data`: its merge record where it has one, else `recipe`'s per-source rule.
+
+    A dataset built by the recipe alone (`envwatch dataset build`) has no record.
+    """
+    names = dataset_names(data)
+    record = data / RECORD
+    if record.is_file():
+        return recorded_labels(names, json.loads(record.read_text())["annotated"])
+    return annotated_labels(yaml.safe_load(recipe.read_text()), names)
 
 
 def source_of(name: str) -> str:
@@ -116,15 +180,17 @@ def split_images(data: Path, split: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def ground_truth(label_file: Path, width: int, height: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Pixel boxes and labels; class ids past the detector labels (train-only ignore regions) are skipped."""
+def ground_truth(
+    label_file: Path, width: int, height: int, names: Sequence[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Pixel boxes and labels (`names` by class id); ids past the labels (train-only ignore regions) are skipped."""
     boxes, _ = read_yolo_labels(label_file)
-    boxes = [b for b in boxes if b[0] < len(LABEL_NAMES)]
+    boxes = [b for b in boxes if b[0] < len(names)]
     if not boxes:
         return np.zeros((0, 4)), ()
     cxcywh = np.array([b[1:] for b in boxes]) * [width, height, width, height]
     xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
-    return xyxy, tuple(LABEL_NAMES[b[0]] for b in boxes)
+    return xyxy, tuple(names[b[0]] for b in boxes)
 
 
 def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
@@ -144,15 +210,23 @@ def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
 
 
 def run_split(
-    detector: Detector, data: Path, split: str, limit: int | None = None, exclude: frozenset[str] = frozenset()
+    detector: Detector,
+    data: Path,
+    split: str,
+    annotated: Annotation,
+    limit: int | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[ImageResult]:
     """Detect once at `EVAL_CONF` on every image of the split (or `limit` per source), `LOAD_BATCH` at a time.
 
-    `exclude` names images (by stem) left out, e.g. held-out images with a twin in training data.
+    `exclude` names images (by stem) left out, e.g. held-out images with a twin in training data. An
+    image that `annotated` does not cover fails before anything is detected.
     """
     paths = [path for path in split_images(data, split) if path.stem not in exclude]
     if limit is not None:
         paths = per_source_subset(paths, limit)
+    for path in paths:
+        annotated(path.stem)
     results: list[ImageResult] = []
     with tqdm(total=len(paths), desc=f"evaluate {split}", unit="img", disable=None, file=sys.stderr) as progress:
         for start in range(0, len(paths), LOAD_BATCH):
@@ -161,7 +235,7 @@ def run_split(
             found = detector.detect([image.pixels for image in loaded], conf=EVAL_CONF)
             for path, image, detections in zip(chunk, loaded, found, strict=True):
                 gt_xyxy, gt_labels = ground_truth(
-                    data / "labels" / split / f"{path.stem}.txt", image.width, image.height
+                    data / "labels" / split / f"{path.stem}.txt", image.width, image.height, annotated.names
                 )
                 results.append(ImageResult(path.stem, source_of(path.stem), gt_xyxy, gt_labels, detections))
             progress.update(len(chunk))
@@ -202,7 +276,7 @@ def positive_types(image: ImageResult) -> set[str]:
 
 
 def measured_problems(labels: frozenset[str]) -> list[str]:
-    """Problem types a source's labels can show, in taxonomy order."""
+    """Problem types an image's annotated labels can show, in taxonomy order."""
     raised = {problem_for_label(label) for label in labels}
     return [problem for problem in PROBLEMS if problem in raised]
 
@@ -214,19 +288,18 @@ def problem_rates(images: Sequence[ImageResult], problem: str, flagged: dict[str
 
 
 def scope_metrics(images: Sequence[ImageResult], annotated: Annotation, flagged: dict[str, set[str]]) -> dict:
-    """Box- and image-level metrics over `images`, each label and problem only on the sources that annotate it."""
-    sources = sorted({image.source for image in images})
+    """Box- and image-level metrics over `images`, each label and problem only on the images that annotate it."""
     per_label = {
-        label: label_ap([image for image in images if label in annotated[image.source]], label)
-        for label in LABEL_NAMES
-        if any(label in annotated[source] for source in sources)
+        label: label_ap(on, label)
+        for label in annotated.names
+        if (on := [image for image in images if label in annotated(image.name)])
     }
     measured = [v for v in per_label.values() if v["ap50"] is not None]
     problems = {
         problem: problem_rates(
-            [i for i in images if problem in measured_problems(annotated[i.source])], problem, flagged
+            [i for i in images if problem in measured_problems(annotated(i.name))], problem, flagged
         )
-        for problem in measured_problems(frozenset().union(*(annotated[source] for source in sources)))
+        for problem in measured_problems(frozenset().union(*(annotated(i.name) for i in images)))
     }
     return {
         "images": len(images),
@@ -247,7 +320,7 @@ def choose_thresholds(
     """
     chosen: dict[str, dict] = {}
     for label in names:
-        on = [image for image in images if label in annotated[image.source]]
+        on = [image for image in images if label in annotated(image.name)]
         positive = np.array([label in image.gt_labels for image in on], dtype=bool)
         if not positive.any():
             chosen[label] = {"threshold": current.get(label, 0.25), "kept": f"no {label} image among {len(on)}"}
@@ -277,7 +350,7 @@ def cap_false_alarms(
     keep the cap or nothing can be measured; otherwise the new thresholds with the numbers behind them.
     """
     labels = [label for label in thresholds if problem_for_label(label) == problem]
-    on = [image for image in images if problem in measured_problems(annotated[image.source])]
+    on = [image for image in images if problem in measured_problems(annotated(image.name))]
     positive = np.array([problem in positive_types(image) for image in on], dtype=bool)
     occurs = {image.source for image, p in zip(on, positive, strict=True) if p}
     hard = np.array([image.source in occurs for image in on], dtype=bool) & ~positive
@@ -321,7 +394,7 @@ def capped_choice(
         capped = cap_false_alarms(images, annotated, {k: c["threshold"] for k, c in chosen.items()}, problem, cap)
         record[problem] = capped or {"cap": cap, "met": True, "moved": False}
         for label, threshold in (capped or {}).get("thresholds", {}).items():
-            on = [image for image in images if label in annotated[image.source]]
+            on = [image for image in images if label in annotated(image.name)]
             positive = np.array([label in image.gt_labels for image in on], dtype=bool)
             at = best_f1_threshold(best_scores(on, label), positive, np.array([threshold]))
             chosen[label] = {**at, "capped_by": problem}
@@ -335,9 +408,6 @@ def flagged_types(images: Sequence[ImageResult], thresholds: dict[str, float]) -
 
 def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float]) -> dict:
     """Every number of the report from one pass of detections (JSON layout in `main`'s docstring)."""
-    unknown = sorted({image.source for image in images} - set(annotated))
-    if unknown:
-        raise ValueError(f"images from sources missing in the recipe: {unknown}")
     flagged = flagged_types(images, thresholds)
     by_source: dict[str, list[ImageResult]] = {}
     for image in images:
@@ -373,11 +443,12 @@ def evaluate(
 ) -> tuple[dict, list[ImageResult]]:
     """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds.
 
-    Returns the per-image results beside the numbers so that `training.report` draws its curves and
-    galleries from the very pass the numbers came from instead of detecting again.
+    The labels measured and where each counts come from the dataset (`dataset_annotation`: its merge
+    record, else `recipe`). Returns the per-image results beside the numbers so that `training.report`
+    draws its curves and galleries from the very pass the numbers came from instead of detecting again.
     """
-    annotated = annotated_labels(yaml.safe_load(recipe.read_text()))
-    images = run_split(detector, data, split, limit, exclude)
+    annotated = dataset_annotation(data, recipe)
+    images = run_split(detector, data, split, annotated, limit, exclude)
     result = {
         "model": detector.version,
         "model_path": str(detector.path),
@@ -415,26 +486,41 @@ def _problem_row(scope: str, problem: str, m: dict) -> str:
 def markdown_tables(result: dict) -> str:
     """The model card's tables: AP per source and label, image-level rates per problem, chosen thresholds."""
     scopes = [*result["sources"].items(), ("**all**", result["all"])]
+    thresholds = ", ".join(f"{k} {v:g}" for k, v in result["thresholds"].items())
     lines = [
         f"Box level, {result['split']} split ({result['images']} images), model `{result['model']}`; "
         "each label only on the sources that annotate it:",
         "",
-        "| source | label | boxes | AP50 | AP50-95 |",
-        "|---|---|---|---|---|",
-    ]
-    for scope, metrics in scopes:
-        for label, m in metrics["labels"].items():
-            lines.append(f"| {scope} | {label} | {m['boxes']} | {_number(m['ap50'])} | {_number(m['ap50_95'])} |")
-        lines.append(f"| {scope} | **mean** | | {_number(metrics['map50'])} | {_number(metrics['map50_95'])} |")
-    thresholds = ", ".join(f"{k} {v:g}" for k, v in result["thresholds"].items())
-    lines += [
+        *box_table(scopes),
         "",
         f"Image level at the shipped thresholds ({thresholds}); recall = flagged photos showing the problem, "
         "false alarms = flagged photos not showing it:",
         "",
-        "| source | problem | recall | false-alarm rate |",
-        "|---|---|---|---|",
+        *problem_table(result, scopes),
     ]
+    if "threshold_choice" in result:
+        lines += [
+            "",
+            f"Thresholds chosen on {result['split']}: {result['threshold_choice']['method']}.",
+            "",
+            *threshold_table(result["threshold_choice"]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def box_table(scopes: Sequence[tuple[str, dict]]) -> list[str]:
+    """AP per label and its mean, for (name, `scope_metrics`) pairs in the order given."""
+    lines = ["| source | label | boxes | AP50 | AP50-95 |", "|---|---|---|---|---|"]
+    for scope, metrics in scopes:
+        for label, m in metrics["labels"].items():
+            lines.append(f"| {scope} | {label} | {m['boxes']} | {_number(m['ap50'])} | {_number(m['ap50_95'])} |")
+        lines.append(f"| {scope} | **mean** | | {_number(metrics['map50'])} | {_number(metrics['map50_95'])} |")
+    return lines
+
+
+def problem_table(result: dict, scopes: Sequence[tuple[str, dict]]) -> list[str]:
+    """Image-level rates per problem for the scopes given, then the burning views of `summarise`."""
+    lines = ["| source | problem | recall | false-alarm rate |", "|---|---|---|---|"]
     for scope, metrics in scopes:
         lines += [_problem_row(scope, problem, m) for problem, m in metrics["problems"].items()]
     if result["burning_fire_sources"]:
@@ -444,34 +530,35 @@ def markdown_tables(result: dict) -> str:
         lines.append(
             _problem_row(f"{NO_FIRE_SOURCE} (no fire anywhere)", "burning", result["garbage_cn_burning_false_alarm"])
         )
-    if "threshold_choice" in result:
-        lines += [
-            "",
-            f"Thresholds chosen on {result['split']}: {result['threshold_choice']['method']}.",
-            "",
-            "| label | threshold | precision | recall | F1 | images | positives |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for label, c in result["threshold_choice"]["labels"].items():
-            if "kept" in c:
-                lines.append(f"| {label} | {c['threshold']:g} (kept: {c['kept']}) | | | | | |")
-            else:
-                moved = f" (capped: {c['capped_by']})" if "capped_by" in c else ""
-                lines.append(
-                    f"| {label} | {c['threshold']:g}{moved} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
-                    f"| {c['images']} | {c['positives']} |"
-                )
-        for problem, cap in result["threshold_choice"].get("caps", {}).items():
-            if "thresholds" not in cap:
-                lines.append(f"\n{problem}: false-alarm cap {cap['cap']:g} already kept; nothing moved.")
-                continue
+    return lines
+
+
+def threshold_table(choice: dict) -> list[str]:
+    """Per label the chosen threshold and its numbers, then what each false-alarm cap did (`capped_choice`)."""
+    lines = [
+        "| label | threshold | precision | recall | F1 | images | positives |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, c in choice["labels"].items():
+        if "kept" in c:
+            lines.append(f"| {label} | {c['threshold']:g} (kept: {c['kept']}) | | | | | |")
+        else:
+            moved = f" (capped: {c['capped_by']})" if "capped_by" in c else ""
             lines.append(
-                f"\n{problem}: false-alarm cap {cap['cap']:g} {'met' if cap['met'] else 'NOT met'}: "
-                f"{cap['flagged_hard_negatives']}/{cap['hard_negatives']} hard negatives flagged "
-                f"(was {cap['flagged_before']}), recall {cap['recall']:.3f}, F1 {cap['f1']:.3f} "
-                f"over {cap['images']} images."
+                f"| {label} | {c['threshold']:g}{moved} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+                f"| {c['images']} | {c['positives']} |"
             )
-    return "\n".join(lines) + "\n"
+    for problem, cap in choice.get("caps", {}).items():
+        if "thresholds" not in cap:
+            lines.append(f"\n{problem}: false-alarm cap {cap['cap']:g} already kept; nothing moved.")
+            continue
+        lines.append(
+            f"\n{problem}: false-alarm cap {cap['cap']:g} {'met' if cap['met'] else 'NOT met'}: "
+            f"{cap['flagged_hard_negatives']}/{cap['hard_negatives']} hard negatives flagged "
+            f"(was {cap['flagged_before']}), recall {cap['recall']:.3f}, F1 {cap['f1']:.3f} "
+            f"over {cap['images']} images."
+        )
+    return lines
 
 
 def thresholds_path(out: Path) -> Path:

@@ -9,7 +9,8 @@ number here can drift from the JSON's:
   every AP, rate and count in the tables is read from it;
 - what the JSON does not hold (confusion matrix, breakdowns by image and box size, the operating
   point on each curve, the gallery entries) is computed here from the same pass, with the same rule
-  that only sources annotating a label count for it, and embedded as `id="report"`;
+  that only images annotating a label count for it (`training.evaluate.Annotation`), and embedded
+  as `id="report"`;
 - every table cell that shows a number names where it came from (`data-json="metrics/all/labels/fire/ap50"`),
   so a test can check each one against the embedded JSON.
 
@@ -22,7 +23,7 @@ Definitions, all at IoU 0.5:
 - *Confusion matrix* (at the shipped thresholds): boxes of any label are paired with ground truth
   one to one, highest IoU first, as Ultralytics' confusion matrix pairs them; an unpaired ground-truth
   box is a miss (column background), an unpaired prediction a false alarm (row background). A
-  prediction of a label its source never annotates (smoke on fire-continuous) is left out: there it
+  prediction of a label its image does not annotate (smoke on fire-continuous) is left out: there it
   is neither right nor wrong.
 - *Box size*: COCO's areas in the original image's pixels (small < 32², medium < 96², large); recall
   counts ground-truth boxes found by a box of their label at its shipped threshold, precision counts
@@ -44,17 +45,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
 from model.images import load_image_file
-from model.taxonomy import LABEL_NAMES
 from training.dataset import DEFAULT_RECIPE
 from training.evaluate import (
     Annotation,
     ImageResult,
-    annotated_labels,
+    dataset_annotation,
     flagged_types,
     label_mask,
     label_matches,
@@ -93,7 +92,7 @@ class Curve:
 
 
 def annotating(images: Sequence[ImageResult], annotated: Annotation, label: str) -> list[ImageResult]:
-    return [image for image in images if label in annotated[image.source]]
+    return [image for image in images if label in annotated(image.name)]
 
 
 def pr_curve(images: Sequence[ImageResult], label: str) -> Curve | None:
@@ -140,14 +139,15 @@ def box_size_name(xyxy: np.ndarray) -> str:
 
 def confusion_matrix(images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float]) -> dict:
     """Rows ground truth, columns prediction, both over the labels plus background (see module docstring)."""
-    axis = [*LABEL_NAMES, BACKGROUND]
+    names = annotated.names
+    axis = [*names, BACKGROUND]
     matrix = np.zeros((len(axis), len(axis)), dtype=np.int64)
-    background = len(LABEL_NAMES)
+    background = len(names)
     for image in images:
         kept = image.detections.with_min_scores(thresholds)
-        kept = kept[np.array([label in annotated[image.source] for label in kept.labels], dtype=bool)]
-        gt_ids = [LABEL_NAMES.index(label) for label in image.gt_labels]
-        pred_ids = [LABEL_NAMES.index(label) for label in kept.labels]
+        kept = kept[np.array([label in annotated(image.name) for label in kept.labels], dtype=bool)]
+        gt_ids = [names.index(label) for label in image.gt_labels]
+        pred_ids = [names.index(label) for label in kept.labels]
         iou = box_iou(image.gt_xyxy, kept.xyxy)
         pairs = sorted(zip(*np.nonzero(iou >= IOU), strict=True), key=lambda p: -iou[p])
         used_gt, used_pred = set(), set()
@@ -174,8 +174,8 @@ def box_size_rates(images: Sequence[ImageResult], annotated: Annotation, thresho
             row["found" if key == "boxes" else "right"] += hit
 
     for image in images:
-        for label in LABEL_NAMES:
-            if label not in annotated[image.source]:
+        for label in annotated.names:
+            if label not in annotated(image.name):
                 continue
             mask = label_mask(image.detections, label) & (image.detections.scores >= thresholds.get(label, 1.0))
             truth = np.array([gt == label for gt in image.gt_labels], dtype=bool)
@@ -188,7 +188,7 @@ def box_size_rates(images: Sequence[ImageResult], annotated: Annotation, thresho
     order = ("small", "medium", "large")
     result = {}
     for size in sorted(counts, key=order.index):
-        rows = {name: counts[size][name] for name in [*LABEL_NAMES, "all"] if name in counts[size]}
+        rows = {name: counts[size][name] for name in [*annotated.names, "all"] if name in counts[size]}
         for row in rows.values():
             row["recall"] = row["found"] / row["boxes"] if row["boxes"] else None
             row["precision"] = row["right"] / row["predicted"] if row["predicted"] else None
@@ -200,8 +200,8 @@ def false_positives(images: Sequence[ImageResult], annotated: Annotation, thresh
     """The highest-scoring boxes AP50 counts as false, one per image, worst first."""
     found = []
     for image in images:
-        for label in LABEL_NAMES:
-            if label not in annotated[image.source]:
+        for label in annotated.names:
+            if label not in annotated(image.name):
                 continue
             scores, correct, _ = label_matches(image, label)
             boxes = image.detections.xyxy[label_mask(image.detections, label)]
@@ -595,8 +595,11 @@ def _json_for_script(value: dict) -> str:
 def write_report(
     result: dict, images: Sequence[ImageResult], data: Path, out: Path, recipe: Path = DEFAULT_RECIPE
 ) -> Path:
-    """Write `out/index.html` for the evaluation `result` and the per-image results it was computed from."""
-    annotated = annotated_labels(yaml.safe_load(recipe.read_text()))
+    """Write `out/index.html` for the evaluation `result` and the per-image results it was computed from.
+
+    Which labels count where comes from the dataset at `data` as in `training.evaluate.evaluate`.
+    """
+    annotated = dataset_annotation(data, recipe)
     paths = {path.stem: path for path in split_images(data, result["split"])}
     longest = {}
     for image in images:
