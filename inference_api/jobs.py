@@ -30,6 +30,7 @@ from inference_api.deps import AppState
 from inference_api.errors import ApiError
 from inference_api.models import Job, JobItem, utcnow
 from model.images import IMAGE_SUFFIXES
+from model.tiling import TileMode
 
 log = logging.getLogger("envwatch.jobs")
 
@@ -113,6 +114,7 @@ def create_job(
     files: list[tuple[str, Path]],
     meta: services.InspectionMeta,
     conf: float | None,
+    tile: TileMode = "off",
 ) -> int:
     """The job, its inspection and one pending item per file, in one transaction."""
     if not files:
@@ -127,6 +129,7 @@ def create_job(
             status="queued",
             inspection_id=inspection.id,
             conf=conf,
+            tile=tile,
             total=len(files),
             processed=0,
             failed=0,
@@ -267,7 +270,9 @@ class JobRunner:
             upload = services.Upload(
                 item.name, error=services.FileError(file=item.name, code="unreadable", message=str(exc))
             )
-        analysed = state.pool.run_waiting(services.analyse, [upload], state.detector, state.settings, job.conf)[0]
+        analysed = state.pool.run_waiting(
+            services.analyse, [upload], state.detector, state.settings, job.conf, job.tile
+        )[0]
         created = [analysed.sha256] if analysed.ok and state.images.put(analysed.sha256, analysed.data) else []
         try:
             with transaction(state.sessions) as session:

@@ -239,6 +239,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"))
     conf: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tile: Mapped[str] = mapped_column(String(8), default="off", server_default="off")
+    """model/tiling.py's mode, kept so that a job resumed after a restart tiles as it began."""
     total: Mapped[int] = mapped_column(Integer, default=0)
     processed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.taxonomy import PROBLEM_TYPES
+from model.tiling import TileMode
 
 
 class Role(StrEnum):
@@ -28,6 +29,11 @@ class Status(StrEnum):
     rectified = "rectified"
     closed = "closed"
 
+
+TILE_HELP = (
+    "Tiled detection for large photos (drone frames): 'auto' tiles a photo that fitting to the model's input "
+    "would shrink more than 4 times, 'on' tiles every photo larger than one tile, 'off' never tiles."
+)
 
 ProblemTypeKey = StrEnum("ProblemTypeKey", {p.key: p.key for p in PROBLEM_TYPES})  # type: ignore[misc]
 """Problem type keys of model.taxonomy, as an enum so OpenAPI lists them."""
@@ -244,6 +250,7 @@ class FolderJobCreate(BaseModel):
     village: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
     conf: float | None = Field(default=None, ge=0.0001, le=1.0)
+    tile: TileMode = Field(default="off", description=TILE_HELP)
 
 
 class JobOut(BaseModel):
@@ -257,6 +264,7 @@ class JobOut(BaseModel):
     total: int
     processed: int = Field(description="Files done so far, failed ones included.")
     failed: int
+    tile: TileMode = Field(description=TILE_HELP)
     created_by: str
     created_at: datetime
     started_at: datetime | None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,9 @@ from inference_api.errors import ApiError
 from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, utcnow
 from inference_api.schemas import FileError, Status
 from inference_api.settings import Settings
+
+if TYPE_CHECKING:
+    from model.tiling import TileMode
 
 log = logging.getLogger("envwatch.service")
 
@@ -119,10 +122,17 @@ def _aware(value: datetime | None, zone: str) -> datetime | None:
     return value.replace(tzinfo=ZoneInfo(zone))
 
 
-def analyse(uploads: list[Upload], detector: Any, settings: Settings, conf: float | None) -> list[Analysed]:
-    """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch."""
+def analyse(
+    uploads: list[Upload], detector: Any, settings: Settings, conf: float | None, tile: TileMode = "off"
+) -> list[Analysed]:
+    """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch.
+
+    `tile` is model/tiling.py's mode: drone frames need it to see small problems, while an
+    inspector's close-up phone photo would only pay its time and its extra false alarms.
+    """
     from model.images import ImageError, load_image
     from model.problems import problems_from
+    from model.tiling import detect_images
 
     results: list[Analysed] = []
     decoded: list[tuple[Analysed, Any]] = []
@@ -163,7 +173,7 @@ def analyse(uploads: list[Upload], detector: Any, settings: Settings, conf: floa
         decoded.append((item, loaded.pixels))
     for start in range(0, len(decoded), DETECT_BATCH):
         chunk = decoded[start : start + DETECT_BATCH]
-        outputs = detector.detect([pixels for _, pixels in chunk], conf=conf)
+        outputs = detect_images(detector, [pixels for _, pixels in chunk], conf, DETECT_BATCH, tile)
         for (item, _), detections in zip(chunk, outputs, strict=True):
             item.detections = len(detections)
             problems = sorted(problems_from(detections), key=lambda p: -float(p.score))

@@ -11,7 +11,8 @@ from inference_api.auth import Principal, Reader, Writer
 from inference_api.deps import AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
-from inference_api.schemas import InspectionOut, InspectionPage
+from inference_api.schemas import TILE_HELP, InspectionOut, InspectionPage
+from model.tiling import TileMode
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
@@ -33,11 +34,12 @@ def _ingest(
     files: list[UploadFile],
     meta: services.InspectionMeta,
     conf: float | None,
+    tile: TileMode,
 ) -> tuple[int, bool]:
     """The whole upload as one pool job, so file bytes are held only while a worker handles them."""
     settings = state.settings
     uploads = [services.read_upload(f.filename, f.file, settings.max_upload_bytes) for f in files]
-    analysed = services.analyse(uploads, detector, settings, conf)
+    analysed = services.analyse(uploads, detector, settings, conf, tile)
     for item in analysed:
         state.metrics.images.labels("ok" if item.ok else "rejected").inc()
     if not any(item.ok for item in analysed):
@@ -80,6 +82,7 @@ def create_inspection(
         float | None,
         Form(ge=0.0001, le=1.0, description="Detector confidence override; omitted: the model's shipped thresholds."),
     ] = None,
+    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "off",
 ) -> InspectionOut:
     if client_id:
         with state.sessions() as session:
@@ -91,7 +94,7 @@ def create_inspection(
         raise ApiError(413, "too_many_files", f"{len(files)} files; at most {state.settings.max_files} per inspection")
     meta = services.InspectionMeta(inspector, region, township, village, note, client_id or None)
     try:
-        inspection_id, created = state.pool.run(_ingest, state, principal, detector, files, meta, conf)
+        inspection_id, created = state.pool.run(_ingest, state, principal, detector, files, meta, conf, tile)
     except Overloaded as exc:
         raise _overloaded(state, exc) from exc
     with state.sessions() as session:

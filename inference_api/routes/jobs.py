@@ -13,7 +13,8 @@ from inference_api.auth import Admin, Reader, Writer
 from inference_api.deps import IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Job
-from inference_api.schemas import FolderJobCreate, JobOut
+from inference_api.schemas import TILE_HELP, FolderJobCreate, JobOut
+from model.tiling import TileMode
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -37,7 +38,9 @@ def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDe
     if not folder.is_dir():
         raise ApiError(422, "not_a_folder", f"{body.folder} is not a folder")
     meta = services.InspectionMeta(body.inspector, body.region, body.township, body.village, body.note)
-    job_id = jobs.create_job(state, principal, "folder", str(folder), jobs.folder_files(folder, root), meta, body.conf)
+    job_id = jobs.create_job(
+        state, principal, "folder", str(folder), jobs.folder_files(folder, root), meta, body.conf, body.tile
+    )
     return _job(session, job_id)
 
 
@@ -53,6 +56,7 @@ def create_zip_job(
     village: Annotated[str | None, Form(max_length=200)] = None,
     note: Annotated[str | None, Form(max_length=4000)] = None,
     conf: Annotated[float | None, Form(ge=0.0001, le=1.0)] = None,
+    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "off",
 ) -> JobOut:
     """Extract the zip safely (traversal, links and zip bombs refused) and score its images in the background."""
     settings = state.settings
@@ -61,7 +65,7 @@ def create_zip_job(
         archive.file, target, settings.max_zip_entries, settings.max_zip_uncompressed_bytes, settings.max_zip_ratio
     )
     meta = services.InspectionMeta(inspector, region, township, village, note)
-    job_id = jobs.create_job(state, principal, "zip", archive.filename or "upload.zip", files, meta, conf)
+    job_id = jobs.create_job(state, principal, "zip", archive.filename or "upload.zip", files, meta, conf, tile)
     return _job(session, job_id)
 
 

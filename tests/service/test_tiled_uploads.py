@@ -1,0 +1,92 @@
+"""Tiled detection through the service: a drone-sized photo with a small real fire in it.
+
+The scene (tests/drone_scenes.py) is a 2496 x 1872 mosaic of real street photos with a real fire
+photo pasted 240 px wide. Resized to the model's input the fire is a few dozen pixels and is
+missed; `tile=auto` finds it, on an upload and in a zip job, in the photo's own pixels. Uses the
+shipped model, like tests/test_tiling.py (the tiny test model finds nothing at this scale).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable
+
+import cv2
+import httpx
+import pytest
+from drone_scenes import background, paste, surest_fire
+from service_helpers import Server
+
+from model.runtime import SHIPPED_MODEL, Detector
+from model.tiling import plan_tiles
+
+WIDTH, HEIGHT = 2496, 1872
+
+
+@pytest.fixture(scope="module")
+def server(make_server: Callable[..., Server]) -> Server:
+    return make_server({"ENVWATCH_MODEL_PATH": str(SHIPPED_MODEL)})
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[bytes, tuple[float, float, float, float]]:
+    """The scene as JPEG bytes, and the pasted fire's box."""
+    image = background(WIDTH, HEIGHT)
+    x, y = plan_tiles(WIDTH, HEIGHT, (416, 416))[10][:2] + 100  # inside one tile, clear of the seams
+    box = paste(image, surest_fire(Detector.load(SHIPPED_MODEL)), 240, int(x), int(y))
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return encoded.tobytes(), box
+
+
+def burning_on(findings: list[dict], box: tuple[float, ...]) -> list[dict]:
+    """Burning findings whose box lies on the pasted fire."""
+    def overlaps(b: dict) -> bool:
+        return b["x1"] < box[2] and b["x2"] > box[0] and b["y1"] < box[3] and b["y2"] > box[1]
+
+    return [f for f in findings if f["type"] == "burning" and overlaps(f["box"])]
+
+
+def findings_of(client: httpx.Client, inspection_id: int) -> list[dict]:
+    response = client.get("/v1/findings", params={"inspection_id": inspection_id, "limit": 500})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def test_upload_is_untiled_by_default_and_tiled_on_request(server: Server, scene: tuple) -> None:
+    photo, box = scene
+    with server.admin as client:
+        plain = client.post("/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))])
+        tiled = client.post(
+            "/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))], data={"tile": "auto"}
+        )
+        assert plain.status_code == 201 and tiled.status_code == 201, (plain.text, tiled.text)
+        assert burning_on(findings_of(client, plain.json()["id"]), box) == []
+        found = burning_on(findings_of(client, tiled.json()["id"]), box)
+        assert len(found) == 1, found
+        x1, y1, x2, y2 = found[0]["box"].values()  # in the photo's own pixels, inside the pasted fire (+ a few px)
+        assert box[0] - 4 <= x1 < x2 <= box[2] + 4 and box[1] - 4 <= y1 < y2 <= box[3] + 4
+        refused = client.post(
+            "/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))], data={"tile": "sometimes"}
+        )
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+
+
+def test_zip_job_keeps_its_tiling_mode(server: Server, scene: tuple) -> None:
+    photo, box = scene
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("flight-7/DJI_0001.JPG", photo)
+    with server.admin as client:
+        created = client.post(
+            "/v1/jobs/zip", files={"archive": ("flight.zip", buffer.getvalue(), "application/zip")}, data={"tile": "on"}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["tile"] == "on"
+        deadline = time.monotonic() + 120
+        while (job := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] != "done":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert len(burning_on(findings_of(client, job["inspection_id"]), box)) == 1
