@@ -35,7 +35,8 @@ from drone_scenes import background, drone_jpeg, paste, surest_fire  # noqa: E40
 from inference_api.scan import ScanResult, scan  # noqa: E402
 from inference_api.scan_formats import JsonlWriter  # noqa: E402
 from inference_api.scan_ray import scan_ray  # noqa: E402
-from model.runtime import SHIPPED_MODEL, Detector  # noqa: E402
+from model.registry import promoted_model  # noqa: E402
+from model.runtime import Detector  # noqa: E402
 
 XMP = {"RelativeAltitude": "+80", "GimbalYawDegree": "+0", "GimbalPitchDegree": "-90"}
 
@@ -74,14 +75,15 @@ def main() -> None:
     parser.add_argument("--machines", type=int, nargs="+", default=[4, 16, 64], help="N for the projection")
     args = parser.parse_args()
 
-    detector = Detector.load(SHIPPED_MODEL)
+    model = promoted_model()
+    detector = Detector.load(model)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_frames(Path(tmp), args.frames + 1, args.width, args.height, detector)
         warm, frames = paths[:1], paths[1:]
         megapixels = args.frames * args.width * args.height / 1e6
         cpus = os.cpu_count()
         size = f"{args.width}x{args.height} ({megapixels / args.frames:.1f} MP)"
-        print(f"{args.frames} frames of {size}, tiled, model {SHIPPED_MODEL.name}, {cpus} CPUs")
+        print(f"{args.frames} frames of {size}, tiled, model {model.name}, {cpus} CPUs")
         print(f"{'engine':<22} {'seconds':>8} {'images/s':>9} {'MP/s':>7} {'problems':>9}")
         rates = {}
 
@@ -97,8 +99,8 @@ def main() -> None:
         ray_start = time.perf_counter() - start
         try:
             for workers, name in ((1, "ray, 1 worker"), (2, "ray, 2 workers")):
-                drain(scan_ray(warm, SHIPPED_MODEL, batch=args.batch, workers=workers))
-                report(name, *drain(scan_ray(frames, SHIPPED_MODEL, batch=args.batch, workers=workers)))
+                drain(scan_ray(warm, model, batch=args.batch, workers=workers))
+                report(name, *drain(scan_ray(frames, model, batch=args.batch, workers=workers)))
         finally:
             ray.shutdown()
         print(f"(starting Ray took {ray_start:.1f} s, once per scan; not in the figures above)")

@@ -29,7 +29,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-from model.runtime import SHIPPED_MODEL, Detector  # noqa: E402
+from model.registry import promoted_model
+from model.runtime import Detector  # noqa: E402
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = ("garbage-cn/valid", "fire-smoke-8/test", "fire-continuous/test")
@@ -61,8 +62,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = SHIPPED_MODEL if SHIPPED_MODEL.exists() else None
-    parser.add_argument("--model", type=Path, default=default, required=default is None, help="ONNX model")
+    parser.add_argument("--model", type=Path, default=promoted_model(), help="ONNX model (default: the promoted one)")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--conf", type=float, default=0.25, help="the same threshold for both sides")
     args = parser.parse_args()

@@ -24,15 +24,10 @@ from pathlib import Path
 
 import httpx
 
+from model.registry import promoted_model
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / ".." / "shared" / "datasets" / "fire-continuous" / "test" / "images"
-
-
-def default_model() -> Path:
-    for candidate in (REPO / "model" / "envwatch-v1.onnx", REPO / "build" / "dev-model.onnx"):
-        if candidate.exists():
-            return candidate
-    raise SystemExit("no model: pass --model")
 
 
 def free_port() -> int:
@@ -110,7 +105,7 @@ def main() -> None:
             **os.environ,
             "ENVWATCH_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "ENVWATCH_DATA_DIR": f"{tmp}/images",
-            "ENVWATCH_MODEL_PATH": str(args.model or default_model()),
+            "ENVWATCH_MODEL_PATH": str(args.model or promoted_model()),
             "ENVWATCH_ADMIN_KEY": key,
             "ENVWATCH_DETECT_WORKERS": str(args.workers),
             "ENVWATCH_DETECT_QUEUE": str(args.queue),

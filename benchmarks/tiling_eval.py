@@ -29,7 +29,8 @@ from drone_scenes import DATASETS, FIRES, background, paste  # noqa: E402
 
 from model.images import load_image_file  # noqa: E402
 from model.problems import problems_from  # noqa: E402
-from model.runtime import SHIPPED_MODEL, Detector  # noqa: E402
+from model.registry import promoted_model  # noqa: E402
+from model.runtime import Detector  # noqa: E402
 from model.tiling import detect_images  # noqa: E402
 
 SIDES = (96, 160, 256, 400)
@@ -66,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    detector = Detector.load(SHIPPED_MODEL)
+    model = promoted_model()
+    detector = Detector.load(model)
     problems = [("burning", p) for p in found_alone(detector, sorted(FIRES.glob("*.jpg")), "burning", 8)]
     problems += [("overflowing_garbage", p) for p in found_alone(detector, overflow_photos(), "overflowing_garbage", 8)]
     cells = [(kind, side) for kind in ("burning", "overflowing_garbage") for side in SIDES]
@@ -101,7 +103,7 @@ def main() -> None:
             other[mode] += int((~hit).sum())
 
     size = f"{args.width}x{args.height}"
-    print(f"{args.frames} frames of {size}, {sum(pasted.values())} pasted problems, model {SHIPPED_MODEL.name}, CPU")
+    print(f"{args.frames} frames of {size}, {sum(pasted.values())} pasted problems, model {model.name}, CPU")
     print(f"{'problem':<20} {'side px':>7} {'pasted':>6} {'resized':>8} {'tiled':>6}")
     for (kind, side), count in pasted.items():
         if count:

@@ -110,8 +110,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _add_export(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="export a checkpoint to ONNX with envwatch metadata")
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--out", type=Path, default=REPO / "model" / "envwatch-v1.onnx")
-    parser.add_argument("--version", default="v1")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "envwatch.onnx")
+    parser.add_argument("--version", required=True, help="model version written into the ONNX metadata, e.g. v3")
     parser.add_argument("--imgsz", type=int, default=416)
     parser.add_argument("--thresholds", type=Path, default=None, help="JSON {label: threshold} to ship")
     parser.add_argument("--no-simplify", dest="simplify", action="store_false")

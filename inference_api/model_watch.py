@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from inference_api.deps import AppState
-from model.registry import Registry, RegistryError
+from model.registry import Registry
 
 log = logging.getLogger("envwatch.model")
 
@@ -42,10 +42,7 @@ class ModelWatcher:
         settings = self.state.settings
         if settings.model_path is not None:
             return settings.model_path
-        registry = Registry(settings.model_registry)
-        if registry.promoted is None:
-            raise RegistryError(f"no model promoted in {registry.file}: run `envwatch models promote VERSION`")
-        return registry.path_of(registry.promoted)
+        return Registry(settings.model_registry).promoted_path()
 
     def _stamp(self) -> int | None:
         try:

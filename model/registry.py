@@ -2,14 +2,13 @@
 
 The registry is one JSON file in a folder (default: this package's folder, `model/`;
 `ENVWATCH_MODEL_REGISTRY` names another). Each version has an ONNX file, a model card and
-metrics, at paths relative to that folder: new versions live in `versions/<version>/`, the
-shipped v1 stays where it is (`envwatch-v1.onnx`, `MODEL_CARD.md`, `eval/`), registered in
-place. `history` lists every promotion, so rollback is "promote the one before" and the file
-says who served what since when.
+metrics, at paths relative to that folder, in `versions/<version>/`. `history` lists every
+promotion, so rollback is "promote the one before" and the file says who served what since when.
+The package ships its own registry.json: what it promotes is the model `envwatch scan`, the
+service and `Detector.load()` use when given none.
 
 Writes go to a temporary file renamed over the old one, so a reader (the service polls the
 file's mtime between requests) sees the old registry or the new one, never half of either.
-A folder without registry.json that holds the shipped model reads as that model alone, promoted.
 """
 
 from __future__ import annotations
@@ -23,12 +22,6 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 FILE = "registry.json"
-SHIPPED = {
-    "version": "v1",
-    "path": "envwatch-v1.onnx",
-    "card": "MODEL_CARD.md",
-    "metrics": "eval/v1-test-twinfree.json",
-}
 
 
 def now() -> str:
@@ -67,9 +60,6 @@ class Registry:
             data = json.loads(self.file.read_text())
             self.versions = {v["version"]: Version(**v) for v in data["versions"]}
             self.history = [Promotion(**p) for p in data["history"]]
-        elif (self.root / SHIPPED["path"]).exists():
-            self.versions = {"v1": Version(**SHIPPED, added_at="shipped")}
-            self.history = [Promotion("v1", "shipped", "package")]
 
     @property
     def promoted(self) -> str | None:
@@ -78,8 +68,14 @@ class Registry:
     def path_of(self, version: str) -> Path:
         return self.root / self.get(version).path
 
+    def promoted_path(self) -> Path:
+        """The ONNX file of the promoted version."""
+        if self.promoted is None:
+            raise RegistryError(f"no model promoted in {self.file}: run `envwatch models promote VERSION`")
+        return self.path_of(self.promoted)
+
     def folder_of(self, version: str) -> Path:
-        """Where a version's generated files go (for v1 too: its shipped files stay untouched)."""
+        """Where a version's files go."""
         return self.root / "versions" / version
 
     def get(self, version: str) -> Version:
@@ -121,3 +117,8 @@ class Registry:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
         os.replace(tmp, self.file)
+
+
+def promoted_model(root: Path | None = None) -> Path:
+    """The ONNX file the registry at `root` (default: the package's own) promotes."""
+    return Registry(root).promoted_path()

@@ -18,7 +18,6 @@ import onnxruntime as ort
 
 from model.detections import Detections
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "envwatch-v1.onnx"
 PAD_VALUE = 114
 MAX_DETECTIONS = 300
 CLASS_OFFSET = 7680.0
@@ -96,8 +95,10 @@ class Detector:
 
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None) -> Detector:
-        """Load `path`, or the model shipped in this package when None."""
-        path = Path(path) if path else SHIPPED_MODEL
+        """Load `path`, or the version this package's model registry promotes when None."""
+        from model.registry import promoted_model
+
+        path = Path(path) if path else promoted_model()
         if not path.exists():
             raise FileNotFoundError(f"no model at {path}")
         return cls(path, threads)

@@ -23,7 +23,8 @@ from inference_api import cli
 from inference_api.compare import ScanView, Seen, compare
 from model.images import load_image_file
 from model.problems import problems_from
-from model.runtime import SHIPPED_MODEL, Detector
+from model.registry import promoted_model
+from model.runtime import Detector
 
 LAT, LON = 30.26, 120.15
 HEIGHT_M, FOCAL_35MM = 60.0, 24
@@ -106,7 +107,7 @@ def covers(box: list[float], region: tuple[float, ...], offset: int = 0) -> bool
 
 
 def test_repeat_flight_matches_fires_by_ground_position(tmp_path: Path, capsys) -> None:
-    fire = surest_fire(Detector.load(SHIPPED_MODEL))
+    fire = surest_fire(Detector.load(promoted_model()))
     before = background(WIDTH + SHIFT, HEIGHT, first=7)
     after = before.copy()
     stays = paste(before, fire, 200, 1000, 400)
@@ -146,7 +147,7 @@ def test_repeat_flight_matches_fires_by_ground_position(tmp_path: Path, capsys) 
 
 def test_photos_without_georeference_match_on_the_same_view(tmp_path: Path) -> None:
     """cam1 is photographed again unchanged, cam2's fire is gone, cam3 was not revisited and cam4 is new."""
-    detector = Detector.load(SHIPPED_MODEL)
+    detector = Detector.load(promoted_model())
 
     def problems(photo: Path) -> list[str]:
         return [p.type for p in problems_from(detector.detect([load_image_file(photo).pixels])[0])]

@@ -36,7 +36,8 @@ from model.georef import (
     Orthomosaic,
     read_georeference,
 )
-from model.runtime import SHIPPED_MODEL, Detector
+from model.registry import promoted_model
+from model.runtime import Detector
 
 LAT, LON = 30.2600000, 120.1500000
 GEOD = Geod(ellps="WGS84")
@@ -202,7 +203,7 @@ def test_geotiff_without_a_known_crs_gets_no_position(tmp_path: Path) -> None:
 
 def test_scan_writes_ground_positions_in_every_format(tmp_path: Path) -> None:
     """A drone frame (5 x the model input) with a real fire pasted into it, scanned with the shipped model."""
-    detector = Detector.load(SHIPPED_MODEL)
+    detector = Detector.load(promoted_model())
     pixels = background(2080, 1560)
     pasted = paste(pixels, surest_fire(detector), 200, 1400, 300)
     folder = tmp_path / "flight"

@@ -149,11 +149,14 @@ def test_registry_promotes_rolls_back_and_never_writes_outside_its_folder(tmp_pa
         reread.promote("v9", "tester")
 
 
-def test_the_package_folder_reads_as_the_shipped_model_alone() -> None:
+def test_the_package_registry_promotes_a_complete_version() -> None:
+    """What `envwatch serve`, `scan` and `Detector.load()` use by default exists, with its card and metrics."""
     registry = Registry()
-    if registry.file.exists() or not (registry.root / "envwatch-v1.onnx").exists():
-        pytest.skip("this checkout has a registry.json of its own, or no shipped model")
-    assert registry.promoted == "v1" and registry.path_of("v1").name == "envwatch-v1.onnx"
+    assert registry.promoted is not None and registry.promoted_path().is_file()
+    for version in registry.versions.values():
+        for name in (version.path, version.card, version.metrics):
+            assert (registry.root / name).is_file(), name
+    assert Detector.load().version == registry.promoted
 
 
 def test_merged_dataset_is_measured_per_photo(held_out_merge: Path, tiny_onnx: Path) -> None:

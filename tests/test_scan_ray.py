@@ -21,7 +21,8 @@ from drone_scenes import FIRES, STREETS, background, drone_jpeg, paste, surest_f
 
 from inference_api import cli
 from inference_api.scan_manifest import manifest_path
-from model.runtime import SHIPPED_MODEL, Detector
+from model.registry import promoted_model
+from model.runtime import Detector
 
 XMP = {"RelativeAltitude": "+80", "GimbalYawDegree": "+10", "GimbalPitchDegree": "-90"}
 
@@ -43,7 +44,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(photo, root / photo.name)
     (root / "broken.jpg").write_bytes(sorted(FIRES.glob("*.jpg"))[0].read_bytes()[:3000])
     frame = background(2080, 1560, first=5)
-    paste(frame, surest_fire(Detector.load(SHIPPED_MODEL)), 200, 900, 700)
+    paste(frame, surest_fire(Detector.load(promoted_model())), 200, 900, 700)
     (root / "drone" / "DJI_0007.JPG").write_bytes(drone_jpeg(frame, 30.26, 120.15, XMP, focal_35mm=24))
     return root
 

@@ -20,7 +20,8 @@ from drone_scenes import background, paste, surest_fire
 
 from model.detections import Detections
 from model.problems import problems_from
-from model.runtime import SHIPPED_MODEL, Detector
+from model.registry import promoted_model
+from model.runtime import Detector
 from model.tiling import (
     TILE_OVERLAP,
     detect_images,
@@ -46,7 +47,7 @@ def overlapping(boxes: np.ndarray, region: tuple[float, ...]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return Detector.load(SHIPPED_MODEL)
+    return Detector.load(promoted_model())
 
 
 @pytest.fixture(scope="module")

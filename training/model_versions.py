@@ -128,7 +128,7 @@ def model_card(
         "Candidates for a person to confirm, never a verdict. Numbers on few reviewed photos are noisy: read the box "
         "counts beside every AP. Reviewed photos are split by hash, not by scene, so two photos of one place can sit "
         "on both sides. No held-out photo was left out for a near twin in training (`envwatch evaluate --exclude`): "
-        "compare with v1's full-split numbers (model/eval/v1-test.json), not its twin-free ones.",
+        "compare with v1's full-split numbers (model/versions/v1/eval/v1-test.json), not its twin-free ones.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -24,15 +24,9 @@ from service_helpers import BACKENDS, FIRE_IMAGES, GARBAGE_IMAGES, POSTGRES_URL,
 
 
 @pytest.fixture(scope="session")
-def service_model(request: pytest.FixtureRequest) -> Path:
-    """The model every test server loads (`ENVWATCH_MODEL_PATH`).
-
-    The shipped model/envwatch-v1.onnx when it exists, else the development build
-    build/dev-model.onnx; on a fresh clone with neither, the tiny model the root conftest trains
-    and exports (`tiny_onnx`, about a minute).
-    """
-    found = model_path()
-    return found if found is not None else request.getfixturevalue("tiny_onnx")
+def service_model() -> Path:
+    """The model every test server loads (`ENVWATCH_MODEL_PATH`): the one the package promotes."""
+    return model_path()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

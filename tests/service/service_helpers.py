@@ -37,12 +37,11 @@ BACKENDS = [
 ]
 
 
-def model_path() -> Path | None:
-    """The shipped model when it exists, else the development build; None when neither does."""
-    for candidate in (REPO / "model" / "envwatch-v1.onnx", REPO / "build" / "dev-model.onnx"):
-        if candidate.exists():
-            return candidate
-    return None
+def model_path() -> Path:
+    """The model the package's registry promotes: what `envwatch serve` loads by default."""
+    from model.registry import promoted_model
+
+    return promoted_model()
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ import pytest
 from service_helpers import DATASETS, Server
 
 from inference_api.cli import main as envwatch
+from model.registry import Registry, Version
 
 GARBAGE = DATASETS / "garbage-cn"
 TRAIN_PHOTOS = 16
@@ -69,9 +70,16 @@ def serving(client: httpx.Client, version: str, timeout: float = 30) -> dict:
 
 @pytest.fixture(scope="module")
 def registry(service_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry outside the repo holding the baseline model as the shipped v1, promoted."""
+    """A registry outside the repo holding the baseline model as v1, promoted (the package's own stays untouched)."""
     root = tmp_path_factory.mktemp("registry")
-    shutil.copyfile(service_model, root / "envwatch-v1.onnx")
+    shipped = Registry()
+    files = {"path": service_model, **{f: shipped.root / getattr(shipped.get("v1"), f) for f in ("card", "metrics")}}
+    for name, source in files.items():
+        (root / "versions" / "v1").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / "versions" / "v1" / f"{name}{source.suffix}")
+    copy = Registry(root)
+    copy.add(Version("v1", "versions/v1/path.onnx", "versions/v1/card.md", "versions/v1/metrics.json"))
+    copy.promote("v1", "test")
     return root
 
 

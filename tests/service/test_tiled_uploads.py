@@ -19,7 +19,8 @@ import pytest
 from drone_scenes import background, paste, surest_fire
 from service_helpers import Server
 
-from model.runtime import SHIPPED_MODEL, Detector
+from model.registry import promoted_model
+from model.runtime import Detector
 from model.tiling import plan_tiles
 
 WIDTH, HEIGHT = 2496, 1872
@@ -27,7 +28,7 @@ WIDTH, HEIGHT = 2496, 1872
 
 @pytest.fixture(scope="module")
 def server(make_server: Callable[..., Server]) -> Server:
-    return make_server({"ENVWATCH_MODEL_PATH": str(SHIPPED_MODEL)})
+    return make_server({"ENVWATCH_MODEL_PATH": str(promoted_model())})
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def scene() -> tuple[bytes, tuple[float, float, float, float]]:
     """The scene as JPEG bytes, and the pasted fire's box."""
     image = background(WIDTH, HEIGHT)
     x, y = plan_tiles(WIDTH, HEIGHT, (416, 416))[10][:2] + 100  # inside one tile, clear of the seams
-    box = paste(image, surest_fire(Detector.load(SHIPPED_MODEL)), 240, int(x), int(y))
+    box = paste(image, surest_fire(Detector.load(promoted_model())), 240, int(x), int(y))
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     assert ok
     return encoded.tobytes(), box
