@@ -10,17 +10,19 @@ fit, so one screen pixel is `scale` photo pixels) plus one for rounding to whole
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
 from pathlib import Path
 
 import yaml
+from PIL import Image
 from playwright.sync_api import Locator, Page
 from web_helpers import (
     FLAGGED_PHOTO,
-    GARBAGE_IMAGES,
     FOLLOWUP_PHOTO,
+    GARBAGE_IMAGES,
     Server,
     focus_is_visible,
     geotagged,
@@ -37,6 +39,15 @@ COORDS = ("x1", "y1", "x2", "y2")
 def _inspection(server: Server, key: str, photo: bytes, name: str) -> dict:
     with server.client(key) as client:
         return upload(client, photo, name, region="平江县", village="三墩村")
+
+
+def _enlarged(photo: Path, factor: int = 3) -> bytes:
+    """`photo` cut to 4:3 and enlarged: shown scaled down (a screen pixel is `factor` photo pixels), not square."""
+    image = Image.open(photo).convert("RGB")
+    cut = image.crop((0, image.height // 8, image.width, image.height - image.height // 8))
+    buffer = io.BytesIO()
+    cut.resize((cut.width * factor, cut.height * factor), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def _labels(server: Server, key: str, **params: int | str) -> list[dict]:
@@ -77,7 +88,7 @@ def _near(got: dict, want: dict, tolerance: float) -> bool:
 def test_draw_a_box_of_a_type_the_model_cannot_detect_then_move_resize_retype_and_delete_it(
     open_page, server: Server, inspector_key: str
 ) -> None:
-    inspection = _inspection(server, inspector_key, FLAGGED_PHOTO.read_bytes(), "村口.jpg")
+    inspection = _inspection(server, inspector_key, _enlarged(FLAGGED_PHOTO), "村口.jpg")
     image = inspection["files"][0]["image"]
     with server.client(inspector_key) as client:
         taxonomy = client.get("/v1/model").json()["problem_types"]
@@ -93,6 +104,7 @@ def test_draw_a_box_of_a_type_the_model_cannot_detect_then_move_resize_retype_an
     shown = page.locator(".file-result img").bounding_box()
     assert shown
     scale = image["width"] / shown["width"]
+    assert scale > 2 and abs(shown["height"] * scale - image["height"]) < scale, "shown scaled down, aspect kept"
     tolerance = 2 * scale + 1
     start = (shown["x"] + shown["width"] * 0.2, shown["y"] + shown["height"] * 0.3)
     end = (shown["x"] + shown["width"] * 0.6, shown["y"] + shown["height"] * 0.7)
@@ -373,7 +385,7 @@ def test_the_ledger_sorts_and_pages_on_the_server(open_page, server: Server, ins
         filters = {"region": "湘阴县", "limit": 25}
         by_score = client.get("/v1/findings", params={**filters, "sort": "-score", "offset": 25}).json()
         ascending = client.get("/v1/findings", params={**filters, "sort": "score"}).json()
-    assert by_score["total"] > 50, "enough findings for three pages, the middle one asked for"
+    assert by_score["total"] > 25, "enough findings for two pages, the second one asked for"
     page = open_page(server)
     sign_in(page, inspector_key)
     asked: list[str] = []

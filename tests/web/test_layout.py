@@ -51,6 +51,7 @@ def test_main_screens_fit_laptop_and_tablet(
         "finding-before-after": (f"/#/findings/{finding['id']}", ".before-after img"),
         "map": ("/#/map", "a.point"),
         "summary": ("/#/summary", "article.region"),
+        "labels": ("/#/labels", "table.label-counts"),
         "jobs": ("/#/jobs", "form.job-form"),
         "upload": ("/#/upload", "#files"),
     }
@@ -63,6 +64,13 @@ def test_main_screens_fit_laptop_and_tablet(
         wait_for_images(page, "main")
         _fits(page, viewport["width"])
         screenshot(page, f"{size}-{name}")
+    # Label mode with the keyboard's new box and its editor open beside (or below) the photo.
+    page.goto(f"/#/inspections/{inspection['id']}")
+    page.wait_for_selector(".labels-panel[data-count]")
+    page.click("button.label-new")
+    page.wait_for_selector("form.label-editor")
+    _fits(page, viewport["width"])
+    screenshot(page, f"{size}-label-mode")
     # On the finding's page the review controls are on screen without sideways scrolling.
     page.goto(f"/#/findings/{finding['id']}")
     button = page.locator("button[data-to='closed']")

@@ -3,6 +3,7 @@
 
 const routes = [];
 let cleanup = null;
+let latest = 0;
 
 /** Register `view(main, {params, query})` for paths matching `pattern` (a RegExp with groups). */
 export function route(pattern, view) {
@@ -26,16 +27,28 @@ export function go(path, query = {}) {
   location.hash = href(path, query);
 }
 
-/** Render the view for the current hash into `main`; returns false when no route matches. */
+/**
+ * Render the view for the current hash into `main`; returns false when no route matches.
+ *
+ * Each render gets a container of its own: a view still waiting for the API when the link
+ * changes (a slow ledger, then a click elsewhere) finishes into its detached container, so it
+ * can never overwrite the newer view, and whatever it set up is cleaned up at once.
+ */
 export async function render(main) {
   if (cleanup) cleanup();
   cleanup = null;
   const { path, query } = current();
+  const mine = ++latest;
   for (const { pattern, view } of routes) {
     const match = path.match(pattern);
     if (match) {
-      const result = await view(main, { params: match.slice(1), query });
-      cleanup = typeof result === "function" ? result : null;
+      const container = document.createElement("div");
+      container.className = "view";
+      main.replaceChildren(container);
+      const result = await view(container, { params: match.slice(1), query });
+      const done = typeof result === "function" ? result : null;
+      if (mine === latest) cleanup = done;
+      else if (done) done();
       return true;
     }
   }

@@ -25,7 +25,7 @@ const MIN_DRAG_PX = 4;
 let serial = 0;
 
 /** <option>s of every problem type, "Chinese / English", the ones the model detects first. */
-export function typeOptions(selected) {
+function typeOptions(selected) {
   const option = (p) => h("option", { value: p.key, selected: p.key === selected }, `${typeNames(p.key).zh} / ${typeNames(p.key).en}`);
   const types = problemTypes();
   return [
