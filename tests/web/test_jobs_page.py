@@ -23,6 +23,8 @@ def test_zip_job_shows_progress_to_done_and_links_its_results(
     page.goto("/#/jobs")
     page.set_input_files("#f-archive", str(archive))
     page.fill("#f-region", "平江县")
+    assert page.input_value("#f-tile") == "auto"  # drone zips are tiled unless the inspector says otherwise
+    page.select_option("#f-tile", "on")
     page.click("form.job-form button[type=submit]")
     card = page.locator("li.job").first
     card.wait_for()
@@ -32,6 +34,7 @@ def test_zip_job_shows_progress_to_done_and_links_its_results(
     with server.client(inspector_key) as client:
         job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "done" and job["total"] == len(PHOTOS) == job["processed"]
+    assert job["tile"] == "on"
     bar = card.locator("progress")
     assert bar.get_attribute("max") == str(job["total"]) and bar.get_attribute("value") == str(job["processed"])
     assert card.locator(".job-progress").inner_text().startswith(f"已处理 {job['processed']} / {job['total']}")

@@ -7,7 +7,7 @@ import { announce, h, put } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 import { href } from "../router.js";
 import { canWrite } from "../session.js";
-import { errorBox, field, heading, loading } from "./common.js";
+import { errorBox, field, heading, loading, select } from "./common.js";
 
 const POLL_MS = 1000;
 const ACTIVE = new Set(["queued", "running"]);
@@ -85,6 +85,8 @@ export function jobsView(main) {
       field("archive", t("jobZip"), { type: "file", accept: ".zip,application/zip", required: true }),
       h("fieldset", { class: "place" }, h("legend", {}, t("placeLegend")), field("region", t("region"), { maxlength: 200 }), field("township", t("township"), { maxlength: 200 }), field("village", t("village"), { maxlength: 200 })),
       field("note", t("note"), { rows: 2, maxlength: 4000 }, "textarea"),
+      // Drone frames are why jobs exist: tile them unless told otherwise (docs/drone.md).
+      select("tile", t("jobTile"), ["auto", "on", "off"].map((mode) => [mode, t(`jobTile_${mode}`)]), "auto"),
       h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, t("jobSubmit")), sent),
     );
     form.addEventListener("submit", async (event) => {
@@ -97,6 +99,7 @@ export function jobsView(main) {
       const body = new FormData();
       body.append("archive", archive, archive.name);
       for (const name of ["region", "township", "village", "note"]) if (form.elements[name].value.trim()) body.append(name, form.elements[name].value.trim());
+      body.append("tile", form.elements.tile.value);
       put(message);
       sent.hidden = false;
       try {
