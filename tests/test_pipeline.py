@@ -16,7 +16,20 @@ from pathlib import Path
 from model.images import load_image_file
 from model.runtime import Detector
 
-RECORD_KEYS = {"image", "width", "height", "detections", "problems", "gps", "captured_at", "model", "warnings"}
+RECORD_KEYS = {
+    "image",
+    "width",
+    "height",
+    "sha256",
+    "detections",
+    "problems",
+    "gps",
+    "georef",
+    "tiled",
+    "captured_at",
+    "model",
+    "warnings",
+}
 
 
 def test_trained_exported_model_scans_every_photo(
