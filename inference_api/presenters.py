@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile
+from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, Label
 from inference_api.schemas import (
     Box,
     FileError,
@@ -14,6 +14,8 @@ from inference_api.schemas import (
     Gps,
     ImageOut,
     InspectionOut,
+    LabelOut,
+    LabelSource,
     Status,
 )
 
@@ -111,4 +113,24 @@ def inspection_out(inspection: Inspection) -> InspectionOut:
         created_at=inspection.created_at,
         files=[file_result(row, findings) for row in inspection.files],
         findings=[finding_out(f) for f in findings],
+    )
+
+
+def label_out(row: Label) -> LabelOut:
+    return LabelOut(
+        id=row.id,
+        image_id=row.image_id,
+        finding_id=row.finding_id,
+        type=row.type,
+        label=row.label,
+        box=Box(x1=row.x1, y1=row.y1, x2=row.x2, y2=row.y2),
+        source=LabelSource(row.source),
+        proposed_by=row.proposed_by,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_by=row.updated_by,
+        updated_at=row.updated_at,
+        deleted_by=row.deleted_by,
+        deleted_at=row.deleted_at,
     )

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
-from inference_api import db, services, store, webhooks
+from inference_api import db, services, store
 from inference_api.deps import AppState
 from inference_api.models import Finding, utcnow
 from inference_api.observability import Metrics
@@ -147,23 +147,7 @@ def import_scan(
                 raise ScanImportError(f"{results} holds no scan records")
             session.flush()
             inspection_id = inspection.id
-            webhooks.enqueue(
-                session,
-                state.settings,
-                "inspection.created",
-                {
-                    "inspection_id": inspection_id,
-                    "region": meta.region,
-                    "township": meta.township,
-                    "village": meta.village,
-                    "created_by": actor,
-                    "files": files,
-                    "rejected": rejected,
-                    "findings": [
-                        {"id": f.id, "type": f.type, "score": f.score, "image_id": f.image_id} for f in raised
-                    ],
-                },
-            )
+            services.announce_inspection(session, state, inspection, files, rejected, raised)
     except IntegrityError:
         services.discard_unreferenced(state, created)
         with state.sessions() as session:

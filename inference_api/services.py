@@ -292,6 +292,29 @@ def add_file_rows(
     return raised
 
 
+def announce_inspection(
+    session: Session, state: AppState, inspection: Inspection, files: int, rejected: int, raised: list[Finding]
+) -> None:
+    """Queue the `inspection.created` webhook in the inspection's own transaction (the outbox)."""
+    webhooks.enqueue(
+        session,
+        state.settings,
+        "inspection.created",
+        {
+            "inspection_id": inspection.id,
+            "region": inspection.region,
+            "township": inspection.township,
+            "village": inspection.village,
+            "created_by": inspection.created_by,
+            "files": files,
+            "rejected": rejected,
+            "findings": [
+                {"id": f.id, "type": f.type, "score": round(f.score, 4), "image_id": f.image_id} for f in raised
+            ],
+        },
+    )
+
+
 def persist_inspection(
     state: AppState, principal: Principal, meta: InspectionMeta, analysed: list[Analysed]
 ) -> tuple[int, bool]:
@@ -312,23 +335,8 @@ def persist_inspection(
                 raised += add_file_rows(session, state, inspection.id, position, item, principal.name, now)
             session.flush()
             inspection_id = inspection.id
-            webhooks.enqueue(
-                session,
-                state.settings,
-                "inspection.created",
-                {
-                    "inspection_id": inspection_id,
-                    "region": meta.region,
-                    "township": meta.township,
-                    "village": meta.village,
-                    "created_by": principal.name,
-                    "files": len(analysed),
-                    "rejected": sum(not item.ok for item in analysed),
-                    "findings": [
-                        {"id": f.id, "type": f.type, "score": round(f.score, 4), "image_id": f.image_id} for f in raised
-                    ],
-                },
-            )
+            rejected = sum(not item.ok for item in analysed)
+            announce_inspection(session, state, inspection, len(analysed), rejected, raised)
     except IntegrityError:
         discard_unreferenced(state, created)
         if meta.client_id is not None:

@@ -12,13 +12,11 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from inference_api import review_labels, review_store
+from inference_api import presenters, review_labels, review_store
 from inference_api.auth import Reader, Writer
 from inference_api.deps import DB_INT_MAX, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
-from inference_api.models import Label
 from inference_api.schemas import (
-    Box,
     LabelCreate,
     LabelImport,
     LabelOut,
@@ -38,26 +36,6 @@ router = APIRouter(prefix="/v1/labels", tags=["labels"])
 IdQuery = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
 
 
-def label_out(row: Label) -> LabelOut:
-    return LabelOut(
-        id=row.id,
-        image_id=row.image_id,
-        finding_id=row.finding_id,
-        type=row.type,
-        label=row.label,
-        box=Box(x1=row.x1, y1=row.y1, x2=row.x2, y2=row.y2),
-        source=LabelSource(row.source),
-        proposed_by=row.proposed_by,
-        note=row.note,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-        deleted_by=row.deleted_by,
-        deleted_at=row.deleted_at,
-    )
-
-
 @router.get("", response_model=LabelPage, responses=responses(*AUTH, 422))
 def list_labels(
     session: SessionDep,
@@ -73,7 +51,7 @@ def list_labels(
     kind = source.value if source else None
     where = review_store.LabelFilter(image_id, finding_id, type.value if type else None, kind)
     total, rows = review_store.list_labels(session, where, limit, offset)
-    return LabelPage(total=total, limit=limit, offset=offset, items=[label_out(r) for r in rows])
+    return LabelPage(total=total, limit=limit, offset=offset, items=[presenters.label_out(r) for r in rows])
 
 
 @router.post("", status_code=201, response_model=LabelOut, responses=responses(*AUTH, 404, 409, 422))
@@ -178,7 +156,7 @@ def get_label(label_id: IdPath, session: SessionDep, _: Reader) -> LabelOut:
     row = review_store.get_label(session, label_id)
     if row is None:
         raise ApiError(404, "not_found", f"no label {label_id}")
-    return label_out(row)
+    return presenters.label_out(row)
 
 
 @router.patch("/{label_id}", response_model=LabelOut, responses=responses(*AUTH, 404, 409, 422))
@@ -199,4 +177,4 @@ def _out(state: StateDep, label_id: int) -> LabelOut:
     with state.sessions() as session:
         row = review_store.get_label(session, label_id)
         assert row is not None
-        return label_out(row)
+        return presenters.label_out(row)
