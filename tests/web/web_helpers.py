@@ -24,8 +24,28 @@ SCREENSHOTS = REPO / "build" / "screenshots"
 DESKTOP = {"width": 1024, "height": 768}
 TABLET = {"width": 768, "height": 1024}
 
-FLAGGED_PHOTO = GARBAGE_IMAGES / "000004.jpg"
-"""A garbage-cn validation photo (an overflowing street bin) the shipped model flags at its own thresholds."""
+
+
+def _first_clearly_flagged(photos: list[Path]) -> Path:
+    """The first photo the promoted model raises exactly one problem on, overflowing garbage, scored >= 0.6.
+
+    Chosen by the model rather than named, so promoting another version does not break the walk.
+    """
+    from model.images import load_image_file
+    from model.problems import problems_from
+    from model.runtime import Detector
+
+    detector = Detector.load()
+    for photo in photos:
+        (found,) = detector.detect([load_image_file(photo).pixels])
+        problems = problems_from(found)
+        if len(problems) == 1 and problems[0].type == "overflowing_garbage" and problems[0].score >= 0.6:
+            return photo
+    raise AssertionError(f"the promoted model clearly flags none of {len(photos)} garbage-cn photos")
+
+
+FLAGGED_PHOTO = _first_clearly_flagged(sorted(GARBAGE_IMAGES.glob("*.jpg"))[:40])
+"""A garbage-cn validation photo (an overflowing bin) the promoted model flags at its own thresholds."""
 FOLLOWUP_PHOTO = GARBAGE_IMAGES / "000014.jpg"
 """Another garbage-cn photo, uploaded as the follow-up after rectification."""
 
