@@ -99,7 +99,7 @@ def test_tiling_finds_a_small_fire_that_resizing_misses(
         for mode, problems in found.items()
     }
     assert hits["off"] == [], "resizing found it"
-    hits = hits["auto"]
+    hits = [p for p in hits["auto"] if p.label == "fire"]  # the smoke of a real fire photo may be boxed too
     assert len(hits) == 1 and hits[0].score >= detector.thresholds["fire"]
     x1, y1, x2, y2 = hits[0].box
     assert pasted[0] - 4 <= x1 < x2 <= pasted[2] + 4 and pasted[1] - 4 <= y1 < y2 <= pasted[3] + 4
@@ -185,4 +185,4 @@ def test_scan_cli_tiles_large_photos_by_default_and_not_with_tile_off(
         mode: [p for p in r["problems"] if p["type"] == "burning" and overlapping(np.array([p["box"]]), pasted)[0]]
         for mode, r in records.items()
     }
-    assert len(hits["auto"]) == 1 and hits["off"] == []
+    assert len([p for p in hits["auto"] if p["label"] == "fire"]) == 1 and hits["off"] == []
