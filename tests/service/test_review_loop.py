@@ -7,7 +7,7 @@ posted as `illegal_structure` boxes. What is tested is the loop, not that the mo
 The shared part of the merged dataset is its first 1% in name order (fire-continuous frames), so
 no shared `garbage_bin` box competes with the relabelled bins.
 
-The server follows the registry on its own: after `envwatch models promote v2` the same running
+The server follows the registry on its own: after `envwatch models promote reviewed-loop` the same running
 process raises `illegal_structure` on held-out photos it never trained on, and after
 `envwatch models rollback` it serves the baseline again.
 """
@@ -31,6 +31,8 @@ from model.registry import Registry, Version
 GARBAGE = DATASETS / "garbage-cn"
 TRAIN_PHOTOS = 16
 HELD_OUT = 4
+RETRAINED = "reviewed-loop"
+"""The retrained version's name: unlike `v2` or `v3`, never the name of a model the package ships."""
 
 
 def single_big_bin(split: str) -> list[tuple[Path, tuple[float, float, float, float]]]:
@@ -103,6 +105,7 @@ def test_label_export_retrain_promote_and_rollback(
             baseline = client.get("/v1/models").json()
             assert baseline["promoted"] == "v1" and baseline["serving"] is not None, baseline
             baseline_version = baseline["serving"]
+            assert baseline_version != RETRAINED, "the wait for the promotion below would pass at once"
             photos = single_big_bin("train")[:TRAIN_PHOTOS]
             uploaded = client.post(
                 "/v1/inspections",
@@ -143,28 +146,29 @@ def test_label_export_retrain_promote_and_rollback(
                 [
                     *("train", "--data", str(built_dataset / "data.yaml"), "--include-reviews", str(export)),
                     *("--min-class-boxes", "8", "--fraction", "0.01", "--epochs", "30", "--imgsz", "160"),
-                    *("--batch", "8", "--project", str(runs), "--name", "v2", "--pretrained", str(pretrained_weights)),
+                    *("--batch", "8", "--project", str(runs), "--name", RETRAINED),
+                    *("--pretrained", str(pretrained_weights)),
                 ]
             )
             == 0
         )
-        dataset = runs / "v2" / "dataset"
+        dataset = runs / RETRAINED / "dataset"
         record = json.loads((dataset / "reviews.json").read_text())
         assert record["new_labels"] == {"illegal_structure": TRAIN_PHOTOS}
         assert sum(record["reviewed_images"].values()) == TRAIN_PHOTOS
-        checkpoint = runs / "v2" / "weights" / "best.pt"
-        assert envwatch(["models", "--registry", str(registry), "add", "v2", "--checkpoint", str(checkpoint),
+        checkpoint = runs / RETRAINED / "weights" / "best.pt"
+        assert envwatch(["models", "--registry", str(registry), "add", RETRAINED, "--checkpoint", str(checkpoint),
                          "--dataset", str(dataset), "--imgsz", "160"]) == 0  # fmt: skip
-        card = (registry / "versions" / "v2" / "MODEL_CARD.md").read_text()
+        card = (registry / "versions" / RETRAINED / "MODEL_CARD.md").read_text()
         assert f"Reviewed images used: {TRAIN_PHOTOS}**" in card
         assert "| all | illegal_structure |" in card and "at least 8 reviewed boxes" in card
-        assert envwatch(["models", "--registry", str(registry), "evaluate", "v2", "--dataset", str(dataset)]) == 0
-        assert envwatch(["models", "--registry", str(registry), "promote", "v2"]) == 0
+        assert envwatch(["models", "--registry", str(registry), "evaluate", RETRAINED, "--dataset", str(dataset)]) == 0
+        assert envwatch(["models", "--registry", str(registry), "promote", RETRAINED]) == 0
 
         held_out = single_big_bin("valid")[:HELD_OUT]
         with server.client(inspector) as client:
-            models = serving(client, "v2")
-            assert models["promoted"] == "v2" and {v["version"] for v in models["versions"]} == {"v1", "v2"}
+            models = serving(client, RETRAINED)
+            assert models["promoted"] == RETRAINED and {v["version"] for v in models["versions"]} == {"v1", RETRAINED}
             labels = {label["key"]: label["problem"] for label in client.get("/v1/model").json()["labels"]}
             assert labels["illegal_structure"] == "illegal_structure"
             response = client.post(
@@ -178,8 +182,8 @@ def test_label_export_retrain_promote_and_rollback(
                 mine = [f for f in body["findings"] if f["id"] in result["findings"]]
                 raised = [f for f in mine if f["type"] == "illegal_structure"]
                 hits += any(iou(f["box"], truth) >= 0.5 for f in raised)
-                assert all(f["model_version"] == "v2" for f in body["findings"])
-            assert hits >= 1, f"v2 raised illegal_structure on none of {HELD_OUT} held-out photos: {body['findings']}"
+                assert all(f["model_version"] == RETRAINED for f in body["findings"])
+            assert hits >= 1, f"no illegal_structure on any of {HELD_OUT} held-out photos: {body['findings']}"
 
             assert envwatch(["models", "--registry", str(registry), "rollback"]) == 0
             serving(client, baseline_version)
