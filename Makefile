@@ -26,10 +26,12 @@ serve: $(VENV)/.serve
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	YOLO_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 dataset: $(VENV)/.dev
 	$(BIN)/envwatch dataset build --shared $(SHARED)/datasets --card datasets/CARD.md

@@ -108,8 +108,10 @@ def main() -> None:
     best = max(rates, key=rates.get)
     two, one, alone = rates["ray, 2 workers"], rates["ray, 1 worker"], rates["one process"]
     print(f"\nratios: ray 2 workers / one process = {two / alone:.2f}, ray 2 / ray 1 = {two / one:.2f}")
-    print(f"PROJECTION (not measured): N machines like this one, each at the best rate here ({best}), "
-          "scale linearly while shared storage and the driver keep up:")
+    print(
+        f"PROJECTION (not measured): N machines like this one, each at the best rate here ({best}), "
+        "scale linearly while shared storage and the driver keep up:"
+    )
     for machines in args.machines:
         rate = rates[best] * machines
         mp_rate = rate * megapixels / args.frames

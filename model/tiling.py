@@ -108,9 +108,7 @@ def _concat(parts: Sequence[Detections]) -> Detections:
     )
 
 
-def detect_pieces(
-    detector: Detector, image: np.ndarray, conf: float | None = None, batch_size: int = 8
-) -> Detections:
+def detect_pieces(detector: Detector, image: np.ndarray, conf: float | None = None, batch_size: int = 8) -> Detections:
     """Every box from the whole frame and each tile, in image pixels, not yet merged.
 
     `data["tile"]` is the tile index (`FULL_FRAME` for the whole-frame pass) and `data["cut"]`

@@ -309,8 +309,13 @@ def test_extra_label_counts_only_on_photos_annotating_it() -> None:
     """A shed box on a shared photo is no false positive (no shared source annotates sheds), nor a fire box on a
     reviewed photo where only sheds were looked at; a reviewed photo annotating sheds without one is a negative."""
     images = [
-        image("g", "garbage-cn", [("garbage_bin", BOX)], [("garbage_bin", 0.9, BOX), (SHED, 0.95, OTHER_BOX)],
-              MERGED_NAMES),  # fmt: skip
+        image(
+            "g",
+            "garbage-cn",
+            [("garbage_bin", BOX)],
+            [("garbage_bin", 0.9, BOX), (SHED, 0.95, OTHER_BOX)],
+            MERGED_NAMES,
+        ),  # fmt: skip
         image("r1", "reviews", [(SHED, BOX)], [(SHED, 0.8, BOX), ("fire", 0.97, OTHER_BOX)], MERGED_NAMES),
         image("r2", "reviews", [(SHED, OTHER_BOX)], [(SHED, 0.3, OTHER_BOX)], MERGED_NAMES),
         image("r3", "reviews", [], [(SHED, 0.6, BOX)], MERGED_NAMES),  # a dismissed shed: annotates sheds, none there

@@ -137,14 +137,38 @@ def test_our_export_round_trips_boxes_within_rounding() -> None:
         width=640,
         height=480,
         boxes=(
-            ReviewedBox("illegal_structure", "illegal_structure", (12.3, 45.6, 300.9, 470.1), "manual", "wang",
-                        "2026-01-02T03:04:05+00:00", None, "label:7"),  # fmt: skip
-            ReviewedBox("smoke", "burning", (0.0, 0.0, 640.0, 200.5), "confirmed", "li",
-                        "2026-01-02T03:04:06+00:00", "v1", "finding:3"),  # fmt: skip
+            ReviewedBox(
+                "illegal_structure",
+                "illegal_structure",
+                (12.3, 45.6, 300.9, 470.1),
+                "manual",
+                "wang",
+                "2026-01-02T03:04:05+00:00",
+                None,
+                "label:7",
+            ),  # fmt: skip
+            ReviewedBox(
+                "smoke",
+                "burning",
+                (0.0, 0.0, 640.0, 200.5),
+                "confirmed",
+                "li",
+                "2026-01-02T03:04:06+00:00",
+                "v1",
+                "finding:3",
+            ),  # fmt: skip
         ),
         hard_negatives=(
-            ReviewedBox("fire", "burning", (100, 100, 150, 160), "dismissed", "li", "2026-01-02T03:04:07+00:00",
-                        "v1", "finding:4"),  # fmt: skip
+            ReviewedBox(
+                "fire",
+                "burning",
+                (100, 100, 150, 160),
+                "dismissed",
+                "li",
+                "2026-01-02T03:04:07+00:00",
+                "v1",
+                "finding:4",
+            ),  # fmt: skip
         ),
     )
     tasks = json.loads(json.dumps(to_tasks([image], lambda i: f"images/{i.split}/{i.file}")))

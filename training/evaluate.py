@@ -180,9 +180,7 @@ def split_images(data: Path, split: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def ground_truth(
-    label_file: Path, width: int, height: int, names: Sequence[str]
-) -> tuple[np.ndarray, tuple[str, ...]]:
+def ground_truth(label_file: Path, width: int, height: int, names: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Pixel boxes and labels (`names` by class id); ids past the labels (train-only ignore regions) are skipped."""
     boxes, _ = read_yolo_labels(label_file)
     boxes = [b for b in boxes if b[0] < len(names)]
@@ -296,9 +294,7 @@ def scope_metrics(images: Sequence[ImageResult], annotated: Annotation, flagged:
     }
     measured = [v for v in per_label.values() if v["ap50"] is not None]
     problems = {
-        problem: problem_rates(
-            [i for i in images if problem in measured_problems(annotated(i.name))], problem, flagged
-        )
+        problem: problem_rates([i for i in images if problem in measured_problems(annotated(i.name))], problem, flagged)
         for problem in measured_problems(frozenset().union(*(annotated(i.name) for i in images)))
     }
     return {

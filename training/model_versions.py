@@ -79,9 +79,7 @@ def data_lines(dataset: Path, record: dict | None) -> list[str]:
     ]
 
 
-def model_card(
-    version: str, names: list[str], data: list[str], metrics: dict, choice: dict, train_args: dict
-) -> str:
+def model_card(version: str, names: list[str], data: list[str], metrics: dict, choice: dict, train_args: dict) -> str:
     """The generated card: what was trained on, numbers per label and problem, thresholds and how they were chosen."""
     from training.evaluate import box_table, problem_table, threshold_table
 

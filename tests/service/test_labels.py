@@ -54,12 +54,17 @@ def test_manual_boxes_of_types_no_model_detects_and_their_validation(
                                                 "box": box(0, 0, 50, 50)})  # fmt: skip
         assert smoke.status_code == 201 and smoke.json()["label"] == "smoke"
         errors = {
-            "outside": client.post("/v1/labels", json={"image_id": image["id"], "type": "clutter_pile",
-                                                       "box": box(0, 0, image["width"] + 1, 10)}),  # fmt: skip
-            "inverted": client.post("/v1/labels", json={"image_id": image["id"], "type": "clutter_pile",
-                                                        "box": box(50, 50, 10, 10)}),  # fmt: skip
-            "label": client.post("/v1/labels", json={"image_id": image["id"], "type": "burning", "label": "garbage_bin",
-                                                     "box": box(0, 0, 10, 10)}),  # fmt: skip
+            "outside": client.post(
+                "/v1/labels",
+                json={"image_id": image["id"], "type": "clutter_pile", "box": box(0, 0, image["width"] + 1, 10)},
+            ),  # fmt: skip
+            "inverted": client.post(
+                "/v1/labels", json={"image_id": image["id"], "type": "clutter_pile", "box": box(50, 50, 10, 10)}
+            ),  # fmt: skip
+            "label": client.post(
+                "/v1/labels",
+                json={"image_id": image["id"], "type": "burning", "label": "garbage_bin", "box": box(0, 0, 10, 10)},
+            ),  # fmt: skip
             "no_box": client.post("/v1/labels", json={"image_id": image["id"], "type": "clutter_pile"}),
             "both_ids": client.post("/v1/labels", json={"image_id": 1, "finding_id": 1, "type": "clutter_pile"}),
             "type": client.post("/v1/labels", json={"image_id": image["id"], "type": "ufo", "box": box(0, 0, 9, 9)}),

@@ -44,6 +44,7 @@ def scene() -> tuple[bytes, tuple[float, float, float, float]]:
 
 def burning_on(findings: list[dict], box: tuple[float, ...], label: str | None = None) -> list[dict]:
     """Burning findings whose box lies on the pasted fire (raised by `label` boxes, when given)."""
+
     def overlaps(b: dict) -> bool:
         return b["x1"] < box[2] and b["x2"] > box[0] and b["y1"] < box[3] and b["y2"] > box[1]
 

@@ -84,9 +84,11 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
         page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
         page.on(
             "request",
-            lambda request: None
-            if request.url.startswith((base, "blob:", "data:"))
-            else problems.append(f"request to another origin: {request.url}"),
+            lambda request: (
+                None
+                if request.url.startswith((base, "blob:", "data:"))
+                else problems.append(f"request to another origin: {request.url}")
+            ),
         )
         page.goto("/")
         return page

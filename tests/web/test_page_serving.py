@@ -51,8 +51,13 @@ def test_asset_paths_cannot_leave_the_web_folder(server: Server) -> None:
 
 def test_api_and_its_documentation_are_unchanged(server: Server) -> None:
     with server.client() as client:
-        assert client.get("/healthz").json() == {"status": "ok", "model_loaded": None, "database": None,
-                                                  "model_version": None, "detail": None}
+        assert client.get("/healthz").json() == {
+            "status": "ok",
+            "model_loaded": None,
+            "database": None,
+            "model_version": None,
+            "detail": None,
+        }
         assert client.get("/docs").status_code == 200
         paths = client.get("/openapi.json").json()["paths"]
         assert client.get("/v1/findings").status_code == 401

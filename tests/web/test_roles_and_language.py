@@ -35,9 +35,7 @@ def test_a_read_only_key_sees_findings_but_no_upload_or_review_controls(
     assert refused.status_code == 403
 
 
-def test_a_wrong_key_is_refused_and_signing_out_forgets_the_key(
-    open_page, server: Server, inspector_key: str
-) -> None:
+def test_a_wrong_key_is_refused_and_signing_out_forgets_the_key(open_page, server: Server, inspector_key: str) -> None:
     page = open_page(server)
     page.fill("#f-key", "ew_not_a_key")
     page.click("form.signin button[type=submit]")

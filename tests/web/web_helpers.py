@@ -25,7 +25,6 @@ DESKTOP = {"width": 1024, "height": 768}
 TABLET = {"width": 768, "height": 1024}
 
 
-
 def _first_clearly_flagged(photos: list[Path]) -> Path:
     """The first photo the promoted model raises exactly one problem on, overflowing garbage, scored >= 0.6.
 
