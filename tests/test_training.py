@@ -153,3 +153,61 @@ def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
     run = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "nothing to resume" in run.stdout + run.stderr
     assert not (tmp_path / "none").exists()
+
+
+def head_weights(checkpoint: Path) -> torch.Tensor:
+    """The detection head's convolution weights, flattened into one vector."""
+    from ultralytics import YOLO
+
+    state = YOLO(str(checkpoint)).model.state_dict()
+    head = f"model.{max(int(k.split('.')[1]) for k in state)}."
+    weights = [v.flatten().float() for k, v in sorted(state.items()) if k.startswith(head) and "conv.weight" in k]
+    return torch.cat(weights)
+
+
+def with_head_redrawn(checkpoint: Path, out: Path) -> Path:
+    """A copy of `checkpoint` whose head weights are redrawn at random (seed 1).
+
+    The tiny checkpoint trained one epoch from the seed-0 random head a COCO start also draws, so
+    its head is too close to a fresh one to tell a fine-tune from a fresh start. This one is not.
+    """
+    checkpoint_data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(1)
+    for key in ("model", "ema"):
+        model = checkpoint_data.get(key)
+        if model is None:
+            continue
+        head = model.model[-1]
+        for name, tensor in head.state_dict().items():
+            if "conv.weight" in name:
+                tensor.copy_(torch.randn(tensor.shape, generator=generator).to(tensor.dtype) * 0.05)
+    torch.save(checkpoint_data, out)
+    return out
+
+
+def test_fine_tuning_starts_from_the_earlier_checkpoint(
+    built_dataset: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """`--init` keeps the earlier model's head: a COCO start would draw a fresh random one."""
+    import yaml
+
+    from inference_api.cli import main as envwatch
+
+    earlier = with_head_redrawn(tiny_checkpoint, tmp_path / "earlier.pt")
+    command = ["train", "--data", str(built_dataset / "data.yaml"), "--init", str(earlier)]
+    command += ["--epochs", "1", "--imgsz", "96", "--batch", "8", "--fraction", "0.005"]
+    assert envwatch([*command, "--project", str(tmp_path), "--name", "tuned"]) == 0
+    args = yaml.safe_load((tmp_path / "tuned" / "args.yaml").read_text())
+    assert (args["model"], args["optimizer"], args["lr0"]) == (str(earlier), "AdamW", 0.0005)
+    before, after = head_weights(earlier), head_weights(tmp_path / "tuned" / "weights" / "last.pt")
+    assert torch.nn.functional.cosine_similarity(before, head_weights(tiny_checkpoint), dim=0) < 0.5
+    assert not torch.equal(before, after), "the fine-tune did not train"
+    assert torch.nn.functional.cosine_similarity(before, after, dim=0) > 0.99
+
+
+def test_fine_tuning_needs_an_existing_checkpoint(built_dataset: Path, tmp_path: Path, capsys) -> None:
+    from inference_api.cli import main as envwatch
+
+    command = ["train", "--data", str(built_dataset / "data.yaml"), "--init", str(tmp_path / "missing.pt")]
+    assert envwatch([*command, "--project", str(tmp_path), "--name", "none"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().out and not (tmp_path / "none").exists()

@@ -34,6 +34,9 @@ def train(args: argparse.Namespace) -> int:
     if not args.resume and not args.data.exists():
         print(f"no dataset at {args.data}: run `envwatch dataset build` first")
         return 2
+    if args.init is not None and not args.init.is_file():
+        print(f"no checkpoint at {args.init}: --init takes an earlier run's best.pt")
+        return 2
     started = time.monotonic()
     data, fraction = args.data, args.fraction
     if args.include_reviews is not None:  # docs/reviews.md; --fraction then trims only the shared photos
@@ -55,6 +58,7 @@ def train(args: argparse.Namespace) -> int:
         cache=args.cache,
         pretrained=args.pretrained,
         resume=args.resume,
+        init=args.init,
     )
     try:
         best = run_training(config)

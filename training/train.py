@@ -45,6 +45,14 @@ class TrainConfig:
     seed: int = 0
     hours: float | None = None
     """Train for this long instead of `epochs` (Ultralytics re-plans the schedule to fit)."""
+    init: Path | None = None
+    """Fine-tune: start from this envwatch checkpoint (an earlier version) instead of COCO."""
+
+
+FINE_TUNE = {"optimizer": "AdamW", "lr0": 0.0005, "warmup_epochs": 1.0}
+"""Half the rate Ultralytics' own `optimizer=auto` picks for a run this size (AdamW, 0.001), one
+warm-up epoch instead of three: the weights are already good, so a full-size first step would
+undo part of what the earlier version learned."""
 
 
 class EnvwatchTrainer(DetectionTrainer):
@@ -72,8 +80,13 @@ class EnvwatchTrainer(DetectionTrainer):
 
 
 def train(config: TrainConfig) -> Path:
-    """Train (or resume) and return the path of the best checkpoint."""
-    trainer = type("ConfiguredTrainer", (EnvwatchTrainer,), {"pretrained": config.pretrained})
+    """Train (or resume, or fine-tune) and return the path of the best checkpoint.
+
+    A fine-tune (`init`) loads every tensor of the earlier checkpoint whose shape still fits: a
+    merged dataset with a new reviewed class keeps all but the last layer of the head.
+    """
+    pretrained = None if config.init else config.pretrained
+    trainer = type("ConfiguredTrainer", (EnvwatchTrainer,), {"pretrained": pretrained})
     run_dir = config.project.resolve() / config.name
     last = run_dir / "weights" / "last.pt"
     if config.resume:
@@ -81,8 +94,9 @@ def train(config: TrainConfig) -> Path:
             raise FileNotFoundError(f"nothing to resume: no {last}")
         YOLO(str(last)).train(resume=True, trainer=trainer)
     else:
-        YOLO("yolov5n.yaml").train(
+        YOLO(str(config.init) if config.init else "yolov5n.yaml").train(
             trainer=trainer,
+            **(FINE_TUNE if config.init else {}),
             data=str(config.data),
             epochs=config.epochs,
             imgsz=config.imgsz,
