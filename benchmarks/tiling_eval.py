@@ -88,7 +88,7 @@ def main() -> None:
             pasted[(kind, side)] += 1
         for mode in found:
             start = time.perf_counter()
-            raised = problems_from(detect_images(detector, [frame], mode=mode)[0])
+            raised = problems_from(detect_images(detector, [frame], mode=mode, aerial=[True])[0])  # drone frames
             seconds[mode] += time.perf_counter() - start
             hit = np.zeros(len(raised), bool)
             for kind, side, (x1, y1, x2, y2) in truth:

@@ -110,6 +110,21 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(module="training.evaluate", handler="main")
 
 
+def _add_probe(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("probe", help="false alarms on held-out photos from outside our data (docs/probes.md)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help="get the probe's photos from Debian packages, checking every sha256")
+    fetch.add_argument("--manifest", type=Path, default=REPO / "datasets" / "probes" / "nature-negatives.yaml")
+    fetch.add_argument("--out", type=Path, default=REPO / "build" / "probes" / "nature-negatives")
+    fetch.add_argument("--debs", type=Path, default=None, help="folder of the .deb files (default: apt-get download)")
+    score = actions.add_parser("score", help="count the probe photos each problem type is raised on")
+    score.add_argument("--images", type=Path, default=REPO / "build" / "probes" / "nature-negatives")
+    score.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
+    score.add_argument("--tile", nargs="+", choices=("off", "auto", "on"), default=["off", "on"])
+    score.add_argument("--out", type=Path, default=None, help="also write the flagged photos as JSON here")
+    parser.set_defaults(module="training.probes", handler="main")
+
+
 def _add_export(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="export a checkpoint to ONNX with envwatch metadata")
     parser.add_argument("checkpoint", type=Path)
@@ -174,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dataset,
         _add_train,
         _add_evaluate,
+        _add_probe,
         _add_export,
         _add_models,
         _add_scan,

@@ -114,7 +114,7 @@ def create_job(
     files: list[tuple[str, Path]],
     meta: services.InspectionMeta,
     conf: float | None,
-    tile: TileMode = "off",
+    tile: TileMode = "auto",
 ) -> int:
     """The job, its inspection and one pending item per file, in one transaction."""
     if not files:

@@ -139,7 +139,8 @@ def scan(
     for chunk in _batches(paths, batch):
         loaded = [_load(path) for path in chunk]
         photos = [item for item in loaded if isinstance(item, LoadedImage)]
-        found = iter(detect_unmerged(detector, [photo.pixels for photo in photos], detect_conf, batch, tile))
+        pixels, aerial = [photo.pixels for photo in photos], [photo.aerial for photo in photos]
+        found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial))
         for path, item in zip(chunk, loaded, strict=True):
             if isinstance(item, str):
                 yield ScanResult(str(path), detector.version, error=item)

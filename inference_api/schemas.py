@@ -31,8 +31,9 @@ class Status(StrEnum):
 
 
 TILE_HELP = (
-    "Tiled detection for large photos (drone frames): 'auto' tiles a photo that fitting to the model's input "
-    "would shrink more than 4 times, 'on' tiles every photo larger than one tile, 'off' never tiles."
+    "Tiled detection for drone frames: 'auto' (default) tiles an aerial photo (drone XMP or GeoTIFF, or any "
+    "photo over 50 MP) that fitting to the model's input would shrink more than 4 times, never a ground photo; "
+    "'on' tiles every photo larger than one tile, 'off' never tiles."
 )
 
 ProblemTypeKey = StrEnum("ProblemTypeKey", {p.key: p.key for p in PROBLEM_TYPES})  # type: ignore[misc]
@@ -250,7 +251,7 @@ class FolderJobCreate(BaseModel):
     village: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
     conf: float | None = Field(default=None, ge=0.0001, le=1.0)
-    tile: TileMode = Field(default="off", description=TILE_HELP)
+    tile: TileMode = Field(default="auto", description=TILE_HELP)
 
 
 class JobOut(BaseModel):

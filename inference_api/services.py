@@ -123,19 +123,20 @@ def _aware(value: datetime | None, zone: str) -> datetime | None:
 
 
 def analyse(
-    uploads: list[Upload], detector: Any, settings: Settings, conf: float | None, tile: TileMode = "off"
+    uploads: list[Upload], detector: Any, settings: Settings, conf: float | None, tile: TileMode = "auto"
 ) -> list[Analysed]:
     """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch.
 
     `tile` is model/tiling.py's mode: drone frames need it to see small problems, while an
-    inspector's close-up phone photo would only pay its time and its extra false alarms.
+    inspector's close-up phone photo would only pay its time and its extra false alarms, so
+    `auto` tiles only what the file says was taken from the air.
     """
     from model.images import ImageError, load_image
     from model.problems import problems_from
     from model.tiling import detect_images
 
     results: list[Analysed] = []
-    decoded: list[tuple[Analysed, Any]] = []
+    decoded: list[tuple[Analysed, Any]] = []  # (result, LoadedImage)
     for upload in uploads:
         if upload.error is not None:
             results.append(Analysed(upload.name, error=upload.error))
@@ -170,10 +171,11 @@ def analyse(
             warnings=list(getattr(loaded, "warnings", []) or []),
         )
         results.append(item)
-        decoded.append((item, loaded.pixels))
+        decoded.append((item, loaded))
     for start in range(0, len(decoded), DETECT_BATCH):
         chunk = decoded[start : start + DETECT_BATCH]
-        outputs = detect_images(detector, [pixels for _, pixels in chunk], conf, DETECT_BATCH, tile)
+        pixels, aerial = [image.pixels for _, image in chunk], [image.aerial for _, image in chunk]
+        outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial)
         for (item, _), detections in zip(chunk, outputs, strict=True):
             item.detections = len(detections)
             problems = sorted(problems_from(detections), key=lambda p: -float(p.score))

@@ -29,6 +29,10 @@ GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
 DATETIME_ORIGINAL = 0x9003
 DATETIME = 0x0132
+GEOTIFF_TAGS = frozenset({33922, 34264, 34735})
+"""ModelTiepoint, ModelTransformation, GeoKeyDirectory: the tags that place a TIFF on the ground."""
+DRONE_XMP_MARKS = (b"RelativeAltitude", b"drone-")
+"""What a drone writes into XMP and a phone does not: DJI's `drone-dji:` fields, the height above take-off."""
 
 
 class ImageError(ValueError):
@@ -45,6 +49,23 @@ class LoadedImage:
     gps: dict | None = None
     captured_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    aerial: bool = False
+    """Taken from the air: drone XMP or a GeoTIFF orthomosaic. Decides `tile=auto` (model/tiling.py)."""
+
+
+def is_aerial(image: Image.Image) -> bool:
+    """Whether the file says it was taken from the air: problems in it are small, worth tiling for.
+
+    A phone photo of 12 to 50 MP is as large as a drone frame, but an inspector stands metres from
+    the bin; its pixel count alone says nothing about how small the problems in it are.
+    """
+    xmp = image.info.get("xmp") or b""
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    if any(mark in xmp for mark in DRONE_XMP_MARKS):
+        return True
+    tags = getattr(image, "tag_v2", None)
+    return tags is not None and bool(GEOTIFF_TAGS & set(tags.keys()))
 
 
 def _ratio(value: object) -> float:
@@ -108,6 +129,7 @@ def load_image(
     except Exception as exc:
         raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
     loaded_warnings: list[str] = []
+    aerial = is_aerial(image)
     gps = captured_at = None
     try:
         exif = image.getexif()
@@ -129,9 +151,8 @@ def load_image(
         upright = image
         loaded_warnings.append(f"EXIF orientation ignored ({exc})")
     pixels = np.asarray(upright.convert("RGB"))[:, :, ::-1].copy()
-    return LoadedImage(
-        pixels, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), gps, captured_at, loaded_warnings
-    )
+    sha256 = hashlib.sha256(data).hexdigest()
+    return LoadedImage(pixels, pixels.shape[1], pixels.shape[0], sha256, gps, captured_at, loaded_warnings, aerial)
 
 
 def load_image_file(

@@ -145,3 +145,17 @@ def test_broken_gps_is_a_warning_not_a_failure(gps: dict, reason: str) -> None:
     assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith("GPS ignored")
     assert reason in loaded.warnings[0]
     assert loaded.pixels.shape == (48, 64, 3)
+
+
+def test_aerial_is_what_the_file_says_about_flying(real_jpeg: bytes, tmp_path: Path) -> None:
+    """Drone XMP or GeoTIFF tags make a photo aerial (tiled by `auto`); size, GPS or a TIFF alone do not."""
+    from drone_scenes import drone_jpeg, geotiff
+
+    pixels = load_image(real_jpeg).pixels
+    flying = drone_jpeg(pixels, 30.5, 114.3, {"RelativeAltitude": "+80.00", "GimbalPitchDegree": "-90.0"})
+    on_foot = drone_jpeg(pixels, 30.5, 114.3, None)  # same EXIF GPS and lens data, no drone XMP
+    assert load_image(flying).aerial and not load_image(on_foot).aerial and not load_image(real_jpeg).aerial
+    ortho = geotiff(tmp_path / "ortho.tif", pixels, 32650, tiepoint=(500000.0, 3400000.0), scale=(0.05, 0.05))
+    plain = tmp_path / "plain.tif"
+    Image.fromarray(pixels[:, :, ::-1]).save(plain)
+    assert load_image_file(ortho).aerial and not load_image_file(plain).aerial

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from drone_scenes import background, paste, surest_fire
+from drone_scenes import background, drone_jpeg, paste, surest_fire
 
 from model.detections import Detections
 from model.problems import problems_from
@@ -79,11 +79,13 @@ def test_tiles_cover_the_image_at_full_size_with_the_overlap() -> None:
     assert plan_tiles(1000, 300, (416, 416))[:, 3].tolist() == [300, 300, 300]
 
 
-def test_auto_tiles_only_images_that_resizing_would_shrink_a_lot() -> None:
+def test_auto_tiles_only_aerial_images_that_resizing_would_shrink_a_lot() -> None:
     size = (416, 416)
-    assert not should_tile(480, 480, size) and not should_tile(1600, 1200, size)
-    assert should_tile(WIDTH, HEIGHT, size) and should_tile(5472, 3648, size)
-    assert should_tile(1600, 1200, size, "on") and not should_tile(5472, 3648, size, "off")
+    assert not should_tile(480, 480, size, aerial=True) and not should_tile(1600, 1200, size, aerial=True)
+    assert should_tile(WIDTH, HEIGHT, size, aerial=True) and should_tile(5472, 3648, size, aerial=True)
+    assert not should_tile(4032, 3024, size) and not should_tile(8000, 6000, size), "phone photos stay whole"
+    assert should_tile(9000, 6000, size), "over 50 MP is an orthomosaic, metadata or not"
+    assert should_tile(1600, 1200, size, "on") and not should_tile(5472, 3648, size, "off", aerial=True)
     assert not should_tile(400, 300, size, "on"), "an image that fits one tile is never tiled"
     with pytest.raises(ValueError, match="tile mode"):
         should_tile(WIDTH, HEIGHT, size, "always")  # type: ignore[arg-type]
@@ -93,7 +95,9 @@ def test_tiling_finds_a_small_fire_that_resizing_misses(
     detector: Detector, scene: tuple[np.ndarray, tuple[float, ...]]
 ) -> None:
     image, pasted = scene
-    found = {mode: problems_from(detect_images(detector, [image], mode=mode)[0]) for mode in ("off", "auto")}
+    found = {
+        mode: problems_from(detect_images(detector, [image], mode=mode, aerial=[True])[0]) for mode in ("off", "auto")
+    }
     hits = {
         mode: [p for p in problems if p.type == "burning" and overlapping(np.array([p.box]), pasted)[0]]
         for mode, problems in found.items()
@@ -169,20 +173,29 @@ def test_merge_joins_pieces_drops_duplicates_and_keeps_the_rest() -> None:
     assert merge_tiles(plain) is plain, "detections of an untiled image are left alone"
 
 
-def test_scan_cli_tiles_large_photos_by_default_and_not_with_tile_off(
+def test_scan_cli_tiles_drone_frames_by_default_but_not_ground_photos_or_with_tile_off(
     scene: tuple[np.ndarray, tuple[float, ...]], tmp_path: Path
 ) -> None:
+    """The same pixels twice: as a DJI frame (XMP says it flew) and as a plain JPEG, as a phone writes."""
     image, pasted = scene
-    cv2.imwrite(str(tmp_path / "frame.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    flight = {"RelativeAltitude": "+60.00", "GimbalPitchDegree": "-90.0", "FlightYawDegree": "+0.0"}
+    (tmp_path / "drone.jpg").write_bytes(drone_jpeg(image, 30.5, 114.3, flight))
+    cv2.imwrite(str(tmp_path / "phone.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     records = {}
-    for mode in ("auto", "off"):
-        command = [sys.executable, "-m", "inference_api.cli", "scan", str(tmp_path), "--tile", mode, "--no-progress"]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    for mode in ("default", "off"):
+        command = [sys.executable, "-m", "inference_api.cli", "scan", str(tmp_path), "--no-progress"]
+        completed = subprocess.run(
+            [*command, *(["--tile", mode] if mode == "off" else [])], capture_output=True, text=True, timeout=300
+        )
         assert completed.returncode == 0, completed.stderr
-        (records[mode],) = [json.loads(line) for line in completed.stdout.splitlines()]
-    assert records["auto"]["tiled"] and not records["off"]["tiled"]
+        for line in completed.stdout.splitlines():
+            record = json.loads(line)
+            records[mode, Path(record["image"]).stem] = record
+    tiled = {key for key, record in records.items() if record["tiled"]}
+    assert tiled == {("default", "drone")}, "auto tiles the drone frame only; --tile off tiles nothing"
     hits = {
-        mode: [p for p in r["problems"] if p["type"] == "burning" and overlapping(np.array([p["box"]]), pasted)[0]]
-        for mode, r in records.items()
+        key: [p for p in r["problems"] if p["type"] == "burning" and overlapping(np.array([p["box"]]), pasted)[0]]
+        for key, r in records.items()
     }
-    assert len([p for p in hits["auto"] if p["label"] == "fire"]) == 1 and hits["off"] == []
+    assert len([p for p in hits["default", "drone"] if p["label"] == "fire"]) == 1
+    assert hits["default", "phone"] == hits["off", "drone"] == hits["off", "phone"] == []

@@ -82,7 +82,7 @@ def create_inspection(
         float | None,
         Form(ge=0.0001, le=1.0, description="Detector confidence override; omitted: the model's shipped thresholds."),
     ] = None,
-    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "off",
+    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
 ) -> InspectionOut:
     if client_id:
         with state.sessions() as session:

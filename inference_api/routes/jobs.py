@@ -56,7 +56,7 @@ def create_zip_job(
     village: Annotated[str | None, Form(max_length=200)] = None,
     note: Annotated[str | None, Form(max_length=4000)] = None,
     conf: Annotated[float | None, Form(ge=0.0001, le=1.0)] = None,
-    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "off",
+    tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
 ) -> JobOut:
     """Extract the zip safely (traversal, links and zip bombs refused) and score its images in the background."""
     settings = state.settings

@@ -1,9 +1,11 @@
 """Tiled detection through the service: a drone-sized photo with a small real fire in it.
 
 The scene (tests/drone_scenes.py) is a 2496 x 1872 mosaic of real street photos with a real fire
-photo pasted 240 px wide. Resized to the model's input the fire is a few dozen pixels and is
-missed; `tile=auto` finds it, on an upload and in a zip job, in the photo's own pixels. Uses the
-shipped model, like tests/test_tiling.py (the tiny test model finds nothing at this scale).
+photo pasted 240 px wide, written as a DJI frame (its XMP says it flew). Resized to the model's
+input the fire is a few dozen pixels and is missed; tiled, it is found, on an upload and in a zip
+job, in the photo's own pixels. `tile=auto`, the default, tiles the drone frame and not the same
+pixels written as a phone would. Uses the shipped model, like tests/test_tiling.py (the tiny test
+model finds nothing at this scale).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collections.abc import Callable
 
 import cv2
 import httpx
+import numpy as np
 import pytest
-from drone_scenes import background, paste, surest_fire
+from drone_scenes import background, drone_jpeg, paste, surest_fire
 from service_helpers import Server
 
 from model.registry import promoted_model
@@ -33,13 +36,19 @@ def server(make_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture(scope="module")
 def scene() -> tuple[bytes, tuple[float, float, float, float]]:
-    """The scene as JPEG bytes, and the pasted fire's box."""
+    """The scene as a drone frame's JPEG bytes, and the pasted fire's box."""
     image = background(WIDTH, HEIGHT)
     x, y = plan_tiles(WIDTH, HEIGHT, (416, 416))[10][:2] + 100  # inside one tile, clear of the seams
     box = paste(image, surest_fire(Detector.load(promoted_model())), 240, int(x), int(y))
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    flight = {"RelativeAltitude": "+60.00", "GimbalPitchDegree": "-90.0", "FlightYawDegree": "+0.0"}
+    return drone_jpeg(image, 30.5, 114.3, flight), box
+
+
+def as_phone_photo(photo: bytes) -> bytes:
+    """The same pixels as a plain JPEG, with no drone metadata."""
+    ok, encoded = cv2.imencode(".jpg", cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR))
     assert ok
-    return encoded.tobytes(), box
+    return encoded.tobytes()
 
 
 def burning_on(findings: list[dict], box: tuple[float, ...], label: str | None = None) -> list[dict]:
@@ -57,15 +66,19 @@ def findings_of(client: httpx.Client, inspection_id: int) -> list[dict]:
     return response.json()["items"]
 
 
-def test_upload_is_untiled_by_default_and_tiled_on_request(server: Server, scene: tuple) -> None:
+def test_upload_tiles_a_drone_frame_by_default_but_not_a_ground_photo_or_with_tile_off(
+    server: Server, scene: tuple
+) -> None:
     photo, box = scene
     with server.admin as client:
-        plain = client.post("/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))])
-        tiled = client.post(
-            "/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))], data={"tile": "auto"}
+        tiled = client.post("/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))])
+        phone = client.post("/v1/inspections", files=[("files", ("phone.jpg", as_phone_photo(photo), "image/jpeg"))])
+        off = client.post(
+            "/v1/inspections", files=[("files", ("drone.jpg", photo, "image/jpeg"))], data={"tile": "off"}
         )
-        assert plain.status_code == 201 and tiled.status_code == 201, (plain.text, tiled.text)
-        assert burning_on(findings_of(client, plain.json()["id"]), box) == []
+        assert {r.status_code for r in (tiled, phone, off)} == {201}, (tiled.text, phone.text, off.text)
+        assert burning_on(findings_of(client, phone.json()["id"]), box) == []
+        assert burning_on(findings_of(client, off.json()["id"]), box) == []
         found = burning_on(findings_of(client, tiled.json()["id"]), box, "fire")  # its smoke may be raised too
         assert len(found) == 1, found
         x1, y1, x2, y2 = found[0]["box"].values()  # in the photo's own pixels, inside the pasted fire (+ a few px)

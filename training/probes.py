@@ -1,0 +1,212 @@
+"""`envwatch probe fetch|score`: false alarms on real photos from outside our data.
+
+The held-out splits come from the same three sources as training, so they cannot say how the
+model behaves on a sunset, a misty lake or an orange flower, the hard negatives the product meets
+in the field. A probe is a list of real photos with no problem in them, pinned by package version
+and sha256 in `datasets/probes/*.yaml` and never trained on. `fetch` gets them from Debian's
+archive (wallpaper packages hold real photos under free licences) and checks every byte; `score`
+counts the photos each problem type is raised on, at the shipped thresholds, resized and tiled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from inference_api.scan import collect_paths, scan
+from model.runtime import Detector
+from model.taxonomy import PROBLEM_TYPES
+from model.tiling import TileMode
+
+PROBES = Path(__file__).resolve().parents[1] / "datasets" / "probes"
+DEFAULT_PROBE = PROBES / "nature-negatives.yaml"
+
+
+class ProbeError(RuntimeError):
+    """The probe cannot be built as pinned: a package or a photo is not the one recorded."""
+
+
+@dataclass(frozen=True)
+class ProbeImage:
+    name: str
+    package: str
+    path: str
+    sha256: str
+    shows: str
+    traps: tuple[str, ...]
+    author: str
+    licence: str
+
+
+def read_manifest(manifest: Path) -> tuple[dict[str, dict], list[ProbeImage]]:
+    data = yaml.safe_load(manifest.read_text())
+    images = [ProbeImage(**{**entry, "traps": tuple(entry.get("traps") or ())}) for entry in data["images"]]
+    unknown = {image.package for image in images} - set(data["packages"])
+    if unknown:
+        raise ProbeError(f"{manifest}: images from packages it does not pin: {', '.join(sorted(unknown))}")
+    return data["packages"], images
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(package: str, version: str, into: Path) -> Path:
+    """`apt-get download` the pinned version into `into`; the .deb's path."""
+    if shutil.which("apt-get") is None:
+        raise ProbeError(f"apt-get is not here to download {package}; pass --debs with the .deb files")
+    done = subprocess.run(
+        ["apt-get", "download", f"{package}={version}"], cwd=into, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ProbeError(f"apt-get download {package}={version} failed: {done.stderr.strip()[-500:]}")
+    (deb,) = into.glob(f"{package}_*.deb")
+    return deb
+
+
+def _find_deb(package: str, debs: Path) -> Path:
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        raise ProbeError(f"no {package}_*.deb in {debs}")
+    return found[0]
+
+
+def _extract(deb: Path, wanted: dict[str, ProbeImage], out: Path) -> None:
+    """Copy the `wanted` members (by path) out of the package's data, checking each one's sha256.
+
+    The archive is read as a stream and only regular files named in the manifest are written, under
+    names the manifest chose: no path from the archive ever becomes a path on this disk.
+    """
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
+    if data.returncode != 0:
+        raise ProbeError(f"{deb.name} is not a Debian package: {data.stderr.decode(errors='replace').strip()}")
+    left = dict(wanted)
+    with tempfile.TemporaryFile() as buffer:
+        buffer.write(data.stdout)
+        buffer.seek(0)
+        with tarfile.open(fileobj=buffer, mode="r:") as archive:
+            for member in archive:
+                image = left.get(member.name.removeprefix("./"))
+                if image is None or not member.isreg():
+                    continue
+                content = archive.extractfile(member).read()  # type: ignore[union-attr]
+                if hashlib.sha256(content).hexdigest() != image.sha256:
+                    raise ProbeError(f"{image.name}: {image.path} in {deb.name} is not the photo the manifest pins")
+                (out / f"{image.name}{Path(image.path).suffix.lower()}").write_bytes(content)
+                del left[image.path]
+    if left:
+        raise ProbeError(f"{deb.name} lacks {', '.join(sorted(left))}")
+
+
+def fetch(manifest: Path, out: Path, debs: Path | None = None) -> list[Path]:
+    """Build the probe's folder of photos, plus an ATTRIBUTION.md; nothing is left behind on failure."""
+    packages, images = read_manifest(manifest)
+    staging = Path(tempfile.mkdtemp(prefix=".probe-", dir=out.parent if out.parent.exists() else None))
+    try:
+        for package, pin in packages.items():
+            with tempfile.TemporaryDirectory() as downloads:
+                deb = _find_deb(package, debs) if debs else _download(package, str(pin["version"]), Path(downloads))
+                if _sha256(deb) != pin["sha256"]:
+                    raise ProbeError(f"{deb.name} is not {package} {pin['version']} as pinned (sha256 differs)")
+                _extract(deb, {i.path: i for i in images if i.package == package}, staging)
+        (staging / "ATTRIBUTION.md").write_text(attribution(manifest, packages, images))
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(p for p in out.iterdir() if p.suffix != ".md")
+
+
+def attribution(manifest: Path, packages: dict[str, dict], images: Sequence[ProbeImage]) -> str:
+    lines = [f"# Photos of {manifest.name}", "", "Fetched by `envwatch probe fetch` from Debian packages:", ""]
+    lines += [f"- {name} {pin['version']}: {pin['licence']}" for name, pin in packages.items()]
+    lines += ["", "| photo | shows | author | licence | from |", "|---|---|---|---|---|"]
+    lines += [f"| {i.name} | {i.shows} | {i.author} | {i.licence} | {i.package}: /{i.path} |" for i in images]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    images: int
+    flagged: dict[str, list[str]]
+    """Per problem type, the photos it was raised on (each one a false alarm)."""
+    errors: list[str]
+
+
+def score(detector: Detector, folder: Path, tile: TileMode = "off") -> ProbeScore:
+    """Which photos under `folder` raise which problem types at the shipped thresholds."""
+    flagged: dict[str, list[str]] = {p.key: [] for p in PROBLEM_TYPES if p.detectable}
+    errors, count = [], 0
+    for result in scan(collect_paths([str(folder)]), detector, tile=tile):
+        count += 1
+        if result.error:
+            errors.append(f"{result.image}: {result.error}")
+            continue
+        for kind in sorted({p.type for p in result.problems}):
+            flagged.setdefault(kind, []).append(Path(result.image).stem)
+    return ProbeScore(count, flagged, errors)
+
+
+def report(scores: dict[str, ProbeScore]) -> str:
+    """A Markdown table: per problem type and tiling mode, photos flagged out of photos scored."""
+    modes = list(scores)
+    kinds = list(next(iter(scores.values())).flagged)
+    lines = ["| problem type | " + " | ".join(f"flagged, tile={m}" for m in modes) + " |"]
+    lines.append("|---|" + "---|" * len(modes))
+    for kind in kinds:
+        cells = [f"{len(s.flagged[kind])}/{s.images - len(s.errors)}" for s in scores.values()]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    any_flag = [len({n for names in s.flagged.values() for n in names}) for s in scores.values()]
+    lines.append(
+        "| any | "
+        + " | ".join(f"{n}/{s.images - len(s.errors)}" for n, s in zip(any_flag, scores.values(), strict=True))
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(args) -> int:
+    """`envwatch probe fetch|score` (see `inference_api/cli.py` for the arguments)."""
+    import json
+
+    if args.action == "fetch":
+        try:
+            photos = fetch(args.manifest, args.out, args.debs)
+        except ProbeError as exc:
+            print(f"envwatch probe fetch: {exc}")
+            return 2
+        print(f"{len(photos)} photos in {args.out} (credits: {args.out / 'ATTRIBUTION.md'})")
+        return 0
+    from model.registry import promoted_model
+
+    if not args.images.is_dir():
+        print(f"envwatch probe score: no photos at {args.images}: run `envwatch probe fetch` first")
+        return 2
+    detector = Detector.load(args.model or promoted_model())
+    scores = {mode: score(detector, args.images, mode) for mode in args.tile}
+    print(f"model {detector.version}, {args.images}:\n")
+    print(report(scores))
+    if args.out:
+        record = {
+            "model": str(detector.version),
+            "images": str(args.images),
+            **{
+                f"tile={mode}": {"images": s.images, "flagged": s.flagged, "errors": s.errors}
+                for mode, s in scores.items()
+            },
+        }
+        args.out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return 0
