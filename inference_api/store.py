@@ -124,6 +124,7 @@ class FindingFilter:
     date_to: datetime | None = None
     min_score: float | None = None
     inspection_id: int | None = None
+    image_id: int | None = None
     geotagged: bool = False
 
     def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
@@ -142,6 +143,8 @@ class FindingFilter:
             query = query.where(Finding.score >= self.min_score)
         if self.inspection_id is not None:
             query = query.where(Finding.inspection_id == self.inspection_id)
+        if self.image_id is not None:
+            query = query.where(Finding.image_id == self.image_id)
         if self.geotagged:
             query = query.where(Finding.lat.is_not(None), Finding.lon.is_not(None))
         return query

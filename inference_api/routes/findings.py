@@ -67,6 +67,9 @@ def finding_filter(
     date_to: Annotated[IsoDatetime | None, Query(alias="to", description="Observed at or before.")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
     inspection_id: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
+    image_id: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Raised on this stored photo, in any inspection.")
+    ] = None,
 ) -> store.FindingFilter:
     """The filters shared by the list, summary and export endpoints."""
     date_from, date_to = _utc(date_from, "from"), _utc(date_to, "to")
@@ -80,6 +83,7 @@ def finding_filter(
         date_to=date_to,
         min_score=min_score,
         inspection_id=inspection_id,
+        image_id=image_id,
     )
 
 

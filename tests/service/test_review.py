@@ -211,6 +211,11 @@ def test_filters_and_pagination_agree_with_the_data(
         assert len(old) + len(recent) == len(everything)
         window = all_findings(client, **{"from": "2023-03-10T00:00:00+08:00", "to": "2023-03-10T23:59:59+08:00"})
         assert {f["id"] for f in window} == {f["id"] for f in old}
+        photos = {f["image_id"] for f in everything}
+        assert len(photos) > 1, "the seed must hold findings on several photos for this to test anything"
+        for image_id in photos:
+            on_photo = all_findings(client, image_id=image_id)
+            assert {f["id"] for f in on_photo} == {f["id"] for f in everything if f["image_id"] == image_id}
         confirmed = all_findings(client, status="confirmed")
         assert all(f["status"] == "confirmed" for f in confirmed)
         assert client.get("/v1/findings", params={"type": "spaceship"}).status_code == 422

@@ -1,10 +1,11 @@
-// #/photos/{id}: one stored photo with its labels, to see and edit a label from the labels list.
-// (The model's findings on a photo are shown with their inspection and on their own pages.)
+// #/photos/{id}: one stored photo with the model's findings on it (from every inspection that sent
+// it) and its labels, to see and edit a label from the labels list.
 
 import { api } from "../api.js";
 import { h, put } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, heading, loading } from "./common.js";
+import { problemItem } from "./inspection.js";
 import { labeller } from "./labeller.js";
 import { photoWithBoxes } from "./photo.js";
 
@@ -12,12 +13,25 @@ export async function imageView(main, { params }) {
   const id = params[0];
   put(main, heading(t("photoTitle", { id })), loading());
   try {
-    const image = await api(`/v1/images/${id}`);
-    const figure = photoWithBoxes(image.id, image.width, image.height, [], t("photoTitle", { id }));
+    const [image, page] = await Promise.all([api(`/v1/images/${id}`), api(`/v1/findings?image_id=${id}&limit=1000`)]);
+    const findings = page.items;
+    const summary = findings.length ? t("fileProblems", { n: findings.length }) : t("fileNoProblems");
+    const figure = photoWithBoxes(image.id, image.width, image.height, findings, `${t("photoTitle", { id })}: ${summary}`);
     put(
       main,
       heading(t("photoTitle", { id })),
-      h("div", { class: "finding-layout" }, h("div", { class: "photos single" }, figure), h("div", { class: "side" }, labeller(figure, image, { level: 2 }))),
+      h(
+        "div",
+        { class: "finding-layout" },
+        h("div", { class: "photos single" }, figure),
+        h(
+          "div",
+          { class: "side" },
+          h("p", { class: "result-summary" }, summary),
+          findings.length ? h("ol", { class: "problems" }, findings.map(problemItem)) : null,
+          labeller(figure, image, { level: 2 }),
+        ),
+      ),
     );
   } catch (error) {
     put(main, heading(t("photoTitle", { id })), errorBox(error));

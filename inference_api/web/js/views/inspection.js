@@ -11,7 +11,8 @@ import { errorBox, heading, loading, statusBadge } from "./common.js";
 import { labeller } from "./labeller.js";
 import { photoWithBoxes } from "./photo.js";
 
-function problemItem(finding) {
+/** One finding as a list item: type in both languages, score, status, a link to review it. */
+export function problemItem(finding) {
   const names = typeNames(finding.type);
   return h(
     "li",
