@@ -12,7 +12,7 @@ from inference_api import presenters, store
 from inference_api.auth import Reader
 from inference_api.deps import SessionDep
 from inference_api.errors import AUTH, responses
-from inference_api.routes.findings import FilterDep
+from inference_api.routes.findings import FilterDep, FindingSort, SortQuery
 
 router = APIRouter(prefix="/v1", tags=["exports"])
 
@@ -82,10 +82,14 @@ def findings_geojson(
     responses={200: {"content": {"text/csv": {}}, "description": "One row per finding"}, **responses(*AUTH, 422)},
 )
 def findings_csv(
-    session: SessionDep, _: Reader, where: FilterDep, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT
+    session: SessionDep,
+    _: Reader,
+    where: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT,
+    sort: SortQuery = FindingSort["id"],
 ) -> Response:
-    """Findings as CSV (UTF-8 with BOM so spreadsheet programs read Chinese place names correctly)."""
-    total, rows = store.list_findings(session, where, limit, 0)
+    """Findings as CSV in the ledger's order (UTF-8 with BOM so spreadsheets read Chinese place names correctly)."""
+    total, rows = store.list_findings(session, where, limit, 0, sort.value)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()

@@ -92,6 +92,13 @@ FilterDep = Annotated[store.FindingFilter, Depends(finding_filter)]
 
 FindingSort = StrEnum("FindingSort", {s: s for f in store.FINDING_SORTS for s in (f, f"-{f}")})  # type: ignore[misc]
 """`field` ascending or `-field` descending, for each field store.FINDING_SORTS can order by (OpenAPI lists them)."""
+SortQuery = Annotated[
+    FindingSort,  # type: ignore[valid-type]
+    Query(
+        description="Order: a field, or `-field` for descending. `type` follows the taxonomy's order, `status` "
+        "the review workflow's, `region` is region, township, village (no place last); ties in id order."
+    ),
+]
 
 
 @router.get("", response_model=FindingPage, responses=responses(*AUTH, 422))
@@ -101,13 +108,7 @@ def list_findings(
     where: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
-    sort: Annotated[
-        FindingSort,  # type: ignore[valid-type]
-        Query(
-            description="Order: a field, or `-field` for descending. `type` follows the taxonomy's order, `status` "
-            "the review workflow's, `region` is region, township, village (no place last); ties in id order."
-        ),
-    ] = FindingSort["id"],
+    sort: SortQuery = FindingSort["id"],
 ) -> FindingPage:
     total, rows = store.list_findings(session, where, limit, offset, sort.value)
     return FindingPage(total=total, limit=limit, offset=offset, items=[presenters.finding_out(f) for f in rows])

@@ -77,6 +77,18 @@ def test_csv_has_one_row_per_finding_and_honours_filters(server: Server, integra
     assert len(typed) == sum(f["type"] == some_type for f in seeded["findings"])
 
 
+def test_csv_rows_follow_the_ledgers_sort(server: Server, integration_key: str, seeded: dict) -> None:
+    with server.client(integration_key) as client:
+        by_score = client.get("/v1/findings.csv", params={"sort": "-score"})
+        page = client.get("/v1/findings", params={"sort": "-score", "limit": 1000}).json()["items"]
+        refused = client.get("/v1/findings.csv", params={"sort": "colour"})
+    rows = list(csv.DictReader(io.StringIO(by_score.content.decode("utf-8-sig"))))
+    assert [int(r["id"]) for r in rows] == [f["id"] for f in page]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
+    assert refused.status_code == 422
+
+
 def test_annotated_image_has_the_photos_size_and_shows_boxes(
     server: Server, integration_key: str, seeded: dict
 ) -> None:

@@ -72,7 +72,7 @@ export async function ledgerView(main, { query }) {
     const page = Math.min(asked, pages);
     // A link past the last page (findings closed since it was made) shows the last page.
     const shown = page === asked ? first.items : (await list(page)).items;
-    const exportButton = h("button", { type: "button", onclick: () => download(`/v1/findings.csv${qs(filters)}`, "findings.csv").catch((e) => main.append(errorBox(e))) }, t("exportCsv"));
+    const exportButton = h("button", { type: "button", onclick: () => download(`/v1/findings.csv${qs({ ...filters, sort: sortOf(query) })}`, "findings.csv").catch((e) => main.append(errorBox(e))) }, t("exportCsv"));
     put(
       main,
       heading(t("ledgerTitle")),
