@@ -107,6 +107,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="with --choose-thresholds: most hard-negative photos a problem may flag (default burning=0.1; 'none')",
     )
     parser.add_argument("--exclude", type=Path, default=None, help="CSV whose first column names images to leave out")
+    parser.add_argument(
+        "--extra-negatives",
+        type=Path,
+        default=None,
+        help="with --choose-thresholds: photos with no problem that join the capped hard negatives (docs/probes.md)",
+    )
     parser.set_defaults(module="training.evaluate", handler="main")
 
 
@@ -114,11 +120,16 @@ def _add_probe(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("probe", help="false alarms on held-out photos from outside our data (docs/probes.md)")
     actions = parser.add_subparsers(dest="action", required=True)
     fetch = actions.add_parser("fetch", help="get the probe's photos from Debian packages, checking every sha256")
-    fetch.add_argument("--manifest", type=Path, default=REPO / "datasets" / "probes" / "nature-negatives.yaml")
-    fetch.add_argument("--out", type=Path, default=REPO / "build" / "probes" / "nature-negatives")
+    fetch.add_argument("--manifest", type=Path, default=REPO / "datasets" / "probes" / "wallpaper-negatives.yaml")
+    fetch.add_argument("--out", type=Path, default=REPO / "build" / "probes" / "wallpaper-negatives")
     fetch.add_argument("--debs", type=Path, default=None, help="folder of the .deb files (default: apt-get download)")
     score = actions.add_parser("score", help="count the probe photos each problem type is raised on")
-    score.add_argument("--images", type=Path, default=REPO / "build" / "probes" / "nature-negatives")
+    score.add_argument(
+        "--images",
+        type=Path,
+        default=REPO / "build" / "probes" / "wallpaper-negatives" / "report",
+        help="folder of photos with no problem (default: the probe's report half)",
+    )
     score.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
     score.add_argument("--tile", nargs="+", choices=("off", "auto", "on"), default=["off", "on"])
     score.add_argument("--out", type=Path, default=None, help="also write the flagged photos as JSON here")

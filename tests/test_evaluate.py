@@ -23,6 +23,7 @@ from model.detections import Detections
 from model.taxonomy import LABEL_NAMES
 from training.dataset import DEFAULT_RECIPE
 from training.evaluate import (
+    OUTSIDE,
     ImageResult,
     annotated_labels,
     cap_false_alarms,
@@ -284,6 +285,23 @@ def test_cap_already_kept_moves_nothing_and_an_unreachable_cap_says_so() -> None
     assert capped["flagged_hard_negatives"] == 1
 
 
+def test_outside_photos_join_the_hard_negatives_of_every_capped_problem() -> None:
+    """Photos from outside the dataset (a probe's calibration half) make a kept cap bite."""
+    outside = [image("o1", OUTSIDE, [], [("smoke", 0.705, BOX)]), image("o2", OUTSIDE)]
+    assert cap_false_alarms(burning_case(), ANNOTATED, {"fire": 0.6, "smoke": 0.5}, "burning", 0.1) is None
+    capped = cap_false_alarms(burning_case(), ANNOTATED, {"fire": 0.6, "smoke": 0.5}, "burning", 0.1, outside)
+    assert capped is not None and capped["met"]
+    assert (capped["hard_negatives"], capped["outside_negatives"], capped["flagged_before"]) == (7, 2, 1)
+    assert capped["thresholds"] == {"fire": 0.51, "smoke": 0.71}  # o1's smoke (0.705) no longer flags
+    assert capped["recall"] == pytest.approx(2 / 3)
+
+
+def test_extra_negatives_need_the_threshold_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    args = Namespace(split="val", limit=None, choose_thresholds=False, extra_negatives=Path("probe"), out=None)
+    assert main(args) == 2
+    assert "--choose-thresholds" in capsys.readouterr().err
+
+
 def test_false_alarm_cap_arguments() -> None:
     assert parse_caps(None) == {"burning": 0.1}
     assert parse_caps(["none"]) == {}
@@ -443,3 +461,26 @@ def test_excluded_images_are_left_out(tiny_onnx: Path, built_dataset: Path, tmp_
     result, images = evaluate(Detector.load(tiny_onnx), built_dataset, "val", limit=2, exclude=exclude)
     assert result["excluded"] == 3 and not exclude & {image.name for image in images}
     assert result["images"] == len(images) > 0
+
+
+def test_envwatch_evaluate_with_extra_negatives(
+    tiny_onnx: Path, built_dataset: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """The folder's photos are detected and join the cap; an empty folder is a clear error."""
+    folder = tmp_path / "calibrate"
+    folder.mkdir()
+    photos = sorted((shared_datasets / "garbage-cn" / "valid" / "images").glob("*.jpg"))[:2]
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    out = tmp_path / "val.json"
+    command = [sys.executable, "-m", "inference_api.cli", "evaluate", "--model", str(tiny_onnx), "--data"]
+    command += [str(built_dataset), "--split", "val", "--limit", "5", "--choose-thresholds", "--out", str(out)]
+    run = subprocess.run([*command, "--extra-negatives", str(folder)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    extra = json.loads(out.read_text())["threshold_choice"]["extra_negatives"]
+    assert extra == {"folder": str(folder), "images": sorted(p.stem for p in photos)}
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run(
+        [*command, "--extra-negatives", str(tmp_path / "empty")], cwd=REPO, capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "no photos under" in run.stderr

@@ -19,7 +19,9 @@ import yaml
 from inference_api.cli import main as envwatch
 from model.registry import promoted_model
 from model.runtime import Detector
-from training.probes import ProbeError, fetch, score
+from training.probes import ProbeError, fetch, read_manifest, score
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def sha256(data: bytes) -> str:
@@ -73,13 +75,28 @@ def probe(tmp_path: Path, fire_photos: list[Path]) -> tuple[Path, Path, dict[str
     return manifest(tmp_path, deb, images), deb.parent, {f"fire-{i}.jpg": d for i, d in enumerate(photos.values())}
 
 
+def test_halves_alternate_within_each_trap_so_both_hold_every_kind() -> None:
+    from training.probes import ProbeImage, roles
+
+    def image(name: str, *traps: str) -> ProbeImage:
+        return ProbeImage(name, "p", f"{name}.jpg", "0" * 64, "", traps, "", "")
+
+    given = [image("d", "sunset"), image("a", "sunset", "glare"), image("c", "mist"), image("b", "sunset"), image("e")]
+    assert roles(given) == {"a": "report", "b": "calibrate", "d": "report", "c": "report", "e": "report"}
+    shipped = roles(read_manifest(REPO / "datasets" / "probes" / "wallpaper-negatives.yaml")[1])
+    assert sorted(shipped.values()).count("report") == 21 and len(shipped) == 36
+
+
 def test_fetch_writes_exactly_the_pinned_photos_with_credits(probe: tuple, tmp_path: Path) -> None:
     pinned, debs, expected = probe
     out = tmp_path / "out"
     written = fetch(pinned, out, debs)
     assert {p.name: p.read_bytes() for p in written} == expected
-    assert sorted(p.name for p in out.iterdir()) == ["ATTRIBUTION.md", *sorted(expected)]
-    assert "| fire-0 | a fire | test | CC BY 4.0 | photos: /usr/share/photos/" in (out / "ATTRIBUTION.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["ATTRIBUTION.md", "calibrate", "report"]
+    assert [p.name for p in (out / "report").iterdir()] == ["fire-0.jpg"], "one trap group: the first reports"
+    assert [p.name for p in (out / "calibrate").iterdir()] == ["fire-1.jpg"]
+    credits = (out / "ATTRIBUTION.md").read_text()
+    assert "| fire-0 | report | a fire | test | CC BY 4.0 | photos: /usr/share/photos/" in credits
 
 
 def test_a_package_that_is_not_the_pinned_one_is_refused_and_nothing_changes(probe: tuple, tmp_path: Path) -> None:

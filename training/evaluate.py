@@ -74,7 +74,8 @@ THRESHOLD_METHOD = (
     "label', over the {split} images of the sources that annotate the label; ties go to the lower threshold; "
     "a label with no positive image, or that no candidate finds in any, keeps the model's current threshold. "
     "Then, per problem type with a false-alarm cap ({caps}): if its labels' thresholds flag more than the cap "
-    "of the hard negatives (images without the problem from sources where it occurs), they are replaced by "
+    "of the hard negatives (images without the problem from sources where it occurs, plus any photos given "
+    "with --extra-negatives: out-of-domain photos with no problem in them), they are replaced by "
     "the combination on the same grid that maximises the problem's image-level F1 over the images of the "
     "sources that measure it among those within the cap (or, when none is, the one with the fewest false "
     "alarms, then the best F1); ties go to the lowest thresholds"
@@ -240,6 +241,24 @@ def run_split(
     return results
 
 
+OUTSIDE = "outside"
+"""The source of photos from outside the dataset (`run_folder`): negatives for every problem type."""
+
+
+def run_folder(detector: Detector, folder: Path) -> list[ImageResult]:
+    """Detect at `EVAL_CONF` on every photo under `folder`, photos with no problem in them (a probe's half)."""
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"no photos under {folder}")
+    empty = np.zeros((0, 4))
+    results = []
+    for start in range(0, len(paths), LOAD_BATCH):
+        chunk = paths[start : start + LOAD_BATCH]
+        found = detector.detect([load_image_file(path).pixels for path in chunk], conf=EVAL_CONF)
+        results += [ImageResult(p.stem, OUTSIDE, empty, (), d) for p, d in zip(chunk, found, strict=True)]
+    return results
+
+
 def label_mask(detections: Detections, label: str) -> np.ndarray:
     """Which boxes carry `label`; none when the model does not know the label."""
     if label not in detections.names:
@@ -335,7 +354,12 @@ def best_scores(images: Sequence[ImageResult], label: str) -> np.ndarray:
 
 
 def cap_false_alarms(
-    images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float], problem: str, cap: float
+    images: Sequence[ImageResult],
+    annotated: Annotation,
+    thresholds: dict[str, float],
+    problem: str,
+    cap: float,
+    outside: Sequence[ImageResult] = (),
 ) -> dict | None:
     """The thresholds of `problem`'s labels that keep its hard-negative false alarms within `cap`.
 
@@ -344,11 +368,12 @@ def cap_false_alarms(
     meets. A label counts wherever its boxes are shown, annotated or not: an inspector sees a smoke
     box on a fire-continuous frame as burning all the same. Returns None when `thresholds` already
     keep the cap or nothing can be measured; otherwise the new thresholds with the numbers behind them.
+    `outside` photos (`run_folder`) are hard negatives too: the dataset's own are few and all alike.
     """
     labels = [label for label in thresholds if problem_for_label(label) == problem]
-    on = [image for image in images if problem in measured_problems(annotated(image.name))]
+    on = [image for image in images if problem in measured_problems(annotated(image.name))] + list(outside)
     positive = np.array([problem in positive_types(image) for image in on], dtype=bool)
-    occurs = {image.source for image, p in zip(on, positive, strict=True) if p}
+    occurs = {image.source for image, p in zip(on, positive, strict=True) if p} | {OUTSIDE}
     hard = np.array([image.source in occurs for image in on], dtype=bool) & ~positive
     if not labels or not positive.any() or not hard.any():
         return None
@@ -369,6 +394,7 @@ def cap_false_alarms(
         "cap": cap,
         "met": bool(within[best]),
         "hard_negatives": int(hard.sum()),
+        "outside_negatives": len(outside),
         "flagged_hard_negatives": int(false_alarms[best]),
         "flagged_before": int((current & hard).sum()),
         "recall": float(tp[best] / positive.sum()),
@@ -378,7 +404,11 @@ def cap_false_alarms(
 
 
 def capped_choice(
-    images: Sequence[ImageResult], annotated: Annotation, chosen: dict[str, dict], caps: dict[str, float]
+    images: Sequence[ImageResult],
+    annotated: Annotation,
+    chosen: dict[str, dict],
+    caps: dict[str, float],
+    outside: Sequence[ImageResult] = (),
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """`chosen` with each capped problem's labels moved to `cap_false_alarms`' thresholds where needed.
 
@@ -387,7 +417,8 @@ def capped_choice(
     """
     chosen, record = dict(chosen), {}
     for problem, cap in caps.items():
-        capped = cap_false_alarms(images, annotated, {k: c["threshold"] for k, c in chosen.items()}, problem, cap)
+        current = {k: c["threshold"] for k, c in chosen.items()}
+        capped = cap_false_alarms(images, annotated, current, problem, cap, outside)
         record[problem] = capped or {"cap": cap, "met": True, "moved": False}
         for label, threshold in (capped or {}).get("thresholds", {}).items():
             on = [image for image in images if label in annotated(image.name)]
@@ -436,6 +467,7 @@ def evaluate(
     limit: int | None = None,
     exclude: frozenset[str] = frozenset(),
     caps: dict[str, float] = FALSE_ALARM_CAPS,
+    extra_negatives: Path | None = None,
 ) -> tuple[dict, list[ImageResult]]:
     """Run `detector` over `split` of the dataset at `data` and measure it; with `choose`, also pick thresholds.
 
@@ -455,12 +487,16 @@ def evaluate(
         **summarise(images, annotated, detector.thresholds),
     }
     if choose:
+        outside = run_folder(detector, extra_negatives) if extra_negatives else []
         chosen = choose_thresholds(images, annotated, detector.thresholds, detector.names)
-        labels, capped = capped_choice(images, annotated, chosen, caps)
+        labels, capped = capped_choice(images, annotated, chosen, caps, outside)
         result["threshold_choice"] = {
             "method": THRESHOLD_METHOD.format(split=split, caps=", ".join(f"{k} {v:g}" for k, v in caps.items())),
             "labels": labels,
             "caps": capped,
+            "extra_negatives": {"folder": str(extra_negatives), "images": [i.name for i in outside]}
+            if extra_negatives
+            else None,
         }
     return result, images
 
@@ -607,6 +643,9 @@ def main(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         print(f"--limit must be at least 1 image per source (got {args.limit})", file=sys.stderr)
         return 2
+    if args.extra_negatives is not None and not args.choose_thresholds:
+        print("--extra-negatives only joins the threshold choice: add --choose-thresholds", file=sys.stderr)
+        return 2
     if args.choose_thresholds and args.out is None:
         print("--choose-thresholds needs --out: the chosen thresholds are written beside it", file=sys.stderr)
         return 2
@@ -617,9 +656,20 @@ def main(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     detector = Detector.load(args.model)
-    result, images = evaluate(
-        detector, args.data, args.split, args.choose_thresholds, limit=args.limit, exclude=exclude, caps=caps
-    )
+    try:
+        result, images = evaluate(
+            detector,
+            args.data,
+            args.split,
+            args.choose_thresholds,
+            limit=args.limit,
+            exclude=exclude,
+            caps=caps,
+            extra_negatives=args.extra_negatives,
+        )
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(markdown_tables(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,11 @@ in the field. A probe is a list of real photos with no problem in them, pinned b
 and sha256 in `datasets/probes/*.yaml` and never trained on. `fetch` gets them from Debian's
 archive (wallpaper packages hold real photos under free licences) and checks every byte; `score`
 counts the photos each problem type is raised on, at the shipped thresholds, resized and tiled.
+
+A probe is split in two halves (`roles`), stratified by trap: `calibrate` photos may join the
+hard negatives that cap the burning false alarms when thresholds are chosen (`envwatch evaluate
+--choose-thresholds --extra-negatives`), `report` photos are only ever scored. So the number a
+model card reports was not what its thresholds were fitted to.
 """
 
 from __future__ import annotations
@@ -26,8 +31,7 @@ from model.runtime import Detector
 from model.taxonomy import PROBLEM_TYPES
 from model.tiling import TileMode
 
-PROBES = Path(__file__).resolve().parents[1] / "datasets" / "probes"
-DEFAULT_PROBE = PROBES / "nature-negatives.yaml"
+ROLES = ("report", "calibrate")
 
 
 class ProbeError(RuntimeError):
@@ -47,12 +51,28 @@ class ProbeImage:
 
 
 def read_manifest(manifest: Path) -> tuple[dict[str, dict], list[ProbeImage]]:
-    data = yaml.safe_load(manifest.read_text())
-    images = [ProbeImage(**{**entry, "traps": tuple(entry.get("traps") or ())}) for entry in data["images"]]
+    try:
+        data = yaml.safe_load(manifest.read_text())
+        images = [ProbeImage(**{**entry, "traps": tuple(entry.get("traps") or ())}) for entry in data["images"]]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ProbeError(f"{manifest} is not a probe manifest: {exc}") from None
     unknown = {image.package for image in images} - set(data["packages"])
     if unknown:
         raise ProbeError(f"{manifest}: images from packages it does not pin: {', '.join(sorted(unknown))}")
     return data["packages"], images
+
+
+def roles(images: Sequence[ProbeImage]) -> dict[str, str]:
+    """Per photo, `report` or `calibrate`: alternately within each group of its first trap, by name.
+
+    Deterministic, so every version is calibrated and reported on the same photos; stratified, so
+    each half holds sunsets, mist and fire colours alike. A group's first photo (and an odd one
+    out) goes to `report`.
+    """
+    groups: dict[str, list[str]] = {}
+    for image in images:
+        groups.setdefault(image.traps[0] if image.traps else "plain", []).append(image.name)
+    return {name: ROLES[i % 2] for names in groups.values() for i, name in enumerate(sorted(names))}
 
 
 def _sha256(path: Path) -> str:
@@ -83,7 +103,7 @@ def _find_deb(package: str, debs: Path) -> Path:
     return found[0]
 
 
-def _extract(deb: Path, wanted: dict[str, ProbeImage], out: Path) -> None:
+def _extract(deb: Path, wanted: dict[str, ProbeImage], role_of: dict[str, str], out: Path) -> None:
     """Copy the `wanted` members (by path) out of the package's data, checking each one's sha256.
 
     The archive is read as a stream and only regular files named in the manifest are written, under
@@ -104,37 +124,45 @@ def _extract(deb: Path, wanted: dict[str, ProbeImage], out: Path) -> None:
                 content = archive.extractfile(member).read()  # type: ignore[union-attr]
                 if hashlib.sha256(content).hexdigest() != image.sha256:
                     raise ProbeError(f"{image.name}: {image.path} in {deb.name} is not the photo the manifest pins")
-                (out / f"{image.name}{Path(image.path).suffix.lower()}").write_bytes(content)
+                (out / role_of[image.name] / f"{image.name}{Path(image.path).suffix.lower()}").write_bytes(content)
                 del left[image.path]
     if left:
         raise ProbeError(f"{deb.name} lacks {', '.join(sorted(left))}")
 
 
 def fetch(manifest: Path, out: Path, debs: Path | None = None) -> list[Path]:
-    """Build the probe's folder of photos, plus an ATTRIBUTION.md; nothing is left behind on failure."""
+    """Build the probe's folders of photos (`report/`, `calibrate/`) and an ATTRIBUTION.md; all or nothing."""
     packages, images = read_manifest(manifest)
+    role_of = roles(images)
     staging = Path(tempfile.mkdtemp(prefix=".probe-", dir=out.parent if out.parent.exists() else None))
     try:
+        for role in ROLES:
+            (staging / role).mkdir()
         for package, pin in packages.items():
             with tempfile.TemporaryDirectory() as downloads:
                 deb = _find_deb(package, debs) if debs else _download(package, str(pin["version"]), Path(downloads))
                 if _sha256(deb) != pin["sha256"]:
                     raise ProbeError(f"{deb.name} is not {package} {pin['version']} as pinned (sha256 differs)")
-                _extract(deb, {i.path: i for i in images if i.package == package}, staging)
-        (staging / "ATTRIBUTION.md").write_text(attribution(manifest, packages, images))
+                _extract(deb, {i.path: i for i in images if i.package == package}, role_of, staging)
+        (staging / "ATTRIBUTION.md").write_text(attribution(manifest, packages, images, role_of))
         if out.exists():
             shutil.rmtree(out)
         shutil.move(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return sorted(p for p in out.iterdir() if p.suffix != ".md")
+    return sorted(p for role in ROLES for p in (out / role).iterdir())
 
 
-def attribution(manifest: Path, packages: dict[str, dict], images: Sequence[ProbeImage]) -> str:
+def attribution(
+    manifest: Path, packages: dict[str, dict], images: Sequence[ProbeImage], role_of: dict[str, str]
+) -> str:
     lines = [f"# Photos of {manifest.name}", "", "Fetched by `envwatch probe fetch` from Debian packages:", ""]
     lines += [f"- {name} {pin['version']}: {pin['licence']}" for name, pin in packages.items()]
-    lines += ["", "| photo | shows | author | licence | from |", "|---|---|---|---|---|"]
-    lines += [f"| {i.name} | {i.shows} | {i.author} | {i.licence} | {i.package}: /{i.path} |" for i in images]
+    lines += ["", "| photo | half | shows | author | licence | from |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {i.name} | {role_of[i.name]} | {i.shows} | {i.author} | {i.licence} | {i.package}: /{i.path} |"
+        for i in images
+    ]
     return "\n".join(lines) + "\n"
 
 
