@@ -8,6 +8,7 @@ the command line on the tiny model and the real val split, as a user would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -421,6 +422,8 @@ def test_envwatch_evaluate_on_val(tiny_onnx: Path, built_dataset: Path, tmp_path
     result = json.loads(out.read_text())
     val_images = sorted((built_dataset / "images" / "val").iterdir())
     assert (result["model"], result["split"], result["images"]) == ("tiny-test", "val", len(val_images))
+    names = "\n".join(sorted(p.stem for p in val_images))
+    assert result["image_set"] == hashlib.sha256(names.encode()).hexdigest()[:12]
     assert set(result["sources"]) == {"garbage-cn", "fire-smoke-8", "fire-continuous"}
     assert sum(s["images"] for s in result["sources"].values()) == result["images"] == result["all"]["images"]
     assert set(result["sources"]["fire-continuous"]["labels"]) == set(LABEL_NAMES) - {"smoke"}

@@ -204,6 +204,7 @@ def test_models_add_a_recipe_trained_checkpoint_then_evaluate_it_on_a_merged_dat
         "new_labels": {},
         "reviewed_images": 0,
         "test_map50": metrics["all"]["map50"],
+        "test_set": metrics["image_set"],
     }
 
     assert envwatch(["models", "--registry", str(registry), "evaluate", "v2", "--dataset", str(held_out_merge)]) == 0

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -458,6 +459,11 @@ def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: 
     }
 
 
+def image_set(images: Sequence[ImageResult]) -> str:
+    """A short digest of which photos were measured: two numbers compare only when theirs are equal."""
+    return hashlib.sha256("\n".join(sorted(image.name for image in images)).encode()).hexdigest()[:12]
+
+
 def evaluate(
     detector: Detector,
     data: Path,
@@ -483,6 +489,7 @@ def evaluate(
         "split": split,
         "images": len(images),
         "excluded": len(exclude),
+        "image_set": image_set(images),
         "thresholds": dict(detector.thresholds),
         **summarise(images, annotated, detector.thresholds),
     }

@@ -163,6 +163,7 @@ def add(args: argparse.Namespace) -> int:
         "new_labels": record["new_labels"] if record else {},
         "reviewed_images": sum(record["reviewed_images"].values()) if record else 0,
         "test_map50": metrics["all"]["map50"],
+        "test_set": metrics["image_set"],
     }
     relative = folder.relative_to(registry.root)
     registry.add(
@@ -189,13 +190,15 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def list_versions(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    print(f"{'':2}{'version':<14}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  labels")
+    print(f"{'':2}{'version':<14}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  {'test set':<14}labels")
     for v in registry.versions.values():
         mark = "* " if v.version == registry.promoted else "  "
         reviewed, map50 = v.summary.get("reviewed_images", "–"), v.summary.get("test_map50")
         labels = ", ".join(v.summary.get("labels", [])) or "(see its card)"
-        print(f"{mark}{v.version:<14}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {labels}")
+        test_set = v.summary.get("test_set") or "–"
+        print(f"{mark}{v.version:<14}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {test_set:<14}{labels}")
     print(f"(* promoted; registry {registry.file})")
+    print("(test mAP50 values compare only between versions with the same test set: the digest of the photos measured)")
     return 0
 
 
