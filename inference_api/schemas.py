@@ -7,12 +7,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from model.taxonomy import PROBLEM_TYPES
 from model.tiling import TileMode
+
+
+def _without_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL (SQLite can): refuse it at the edge, with the same 422 on both."""
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character (\\x00)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
+"""A string from a client that will be stored: every free-text field, query and form value uses it."""
 
 
 class Role(StrEnum):
@@ -64,7 +75,7 @@ class ErrorResponse(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     role: Role
 
 
@@ -168,7 +179,7 @@ class FindingPage(BaseModel):
 
 class Transition(BaseModel):
     to: Status = Field(description="Target status.")
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text | None = Field(default=None, max_length=4000)
 
 
 class SummaryRegion(BaseModel):
@@ -244,12 +255,12 @@ class JobStatus(StrEnum):
 
 
 class FolderJobCreate(BaseModel):
-    folder: str = Field(description="Folder on the server, inside ENVWATCH_JOBS_ROOT; images found recursively.")
-    inspector: str | None = Field(default=None, max_length=200)
-    region: str | None = Field(default=None, max_length=200)
-    township: str | None = Field(default=None, max_length=200)
-    village: str | None = Field(default=None, max_length=200)
-    note: str | None = Field(default=None, max_length=4000)
+    folder: Text = Field(description="Folder on the server, inside ENVWATCH_JOBS_ROOT; images found recursively.")
+    inspector: Text | None = Field(default=None, max_length=200)
+    region: Text | None = Field(default=None, max_length=200)
+    township: Text | None = Field(default=None, max_length=200)
+    village: Text | None = Field(default=None, max_length=200)
+    note: Text | None = Field(default=None, max_length=4000)
     conf: float | None = Field(default=None, ge=0.0001, le=1.0)
     tile: TileMode = Field(default="auto", description=TILE_HELP)
 
@@ -303,7 +314,7 @@ class LabelCreate(BaseModel):
     type: ProblemTypeKey | None = Field(  # type: ignore[valid-type]
         default=None, description="Problem type; required for a manual label, a correction defaults to the finding's."
     )
-    label: str | None = Field(
+    label: Text | None = Field(
         default=None,
         max_length=50,
         description="Detector label to train (e.g. smoke for burning); default: the type's first, or the type itself.",
@@ -311,14 +322,14 @@ class LabelCreate(BaseModel):
     box: LabelBox | None = Field(
         default=None, description="Required for a manual label; a correction defaults to the finding's box."
     )
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text | None = Field(default=None, max_length=4000)
 
 
 class LabelUpdate(BaseModel):
     type: ProblemTypeKey | None = None  # type: ignore[valid-type]
-    label: str | None = Field(default=None, max_length=50)
+    label: Text | None = Field(default=None, max_length=50)
     box: LabelBox | None = None
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text | None = Field(default=None, max_length=4000)
 
 
 class LabelOut(BaseModel):

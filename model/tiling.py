@@ -29,7 +29,7 @@ objects keep enough pixels and tiling would only cost time (one frame of N tiles
 detector runs). A ground photo is not tiled however large, up to `AUTO_MEGAPIXELS`: a 12 MP
 phone photo of a bin shows the bin large, and its 416 px tiles are close-ups of leaves, walls
 and sky, which look like nothing the model trained on. Measured on 23 nature photos with no
-problem in them (docs/probes.md): tiled, burning was raised on 22; resized, on 7.
+problem in them (docs/probes.md): tiled, burning was raised on 22; resized, on 6.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from inference_api.schemas import (
     Status,
     Summary,
     SummaryRegion,
+    Text,
     Transition,
 )
 from model.taxonomy import PROBLEM_TYPES
@@ -60,7 +61,7 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
 def finding_filter(
     type: Annotated[ProblemTypeKey | None, Query(description="Problem type.")] = None,  # noqa: A002
     status: Annotated[Status | None, Query(description="Review status.")] = None,
-    region: Annotated[str | None, Query(description="Inspection region, exact match.")] = None,
+    region: Annotated[Text | None, Query(description="Inspection region, exact match.")] = None,
     date_from: Annotated[
         IsoDatetime | None, Query(alias="from", description="Observed at or after (EXIF capture time, else upload).")
     ] = None,
@@ -205,7 +206,7 @@ def rectify(
     state: StateDep,
     principal: Writer,
     detector: DetectorDep,
-    note: Annotated[str | None, Form(max_length=4000)] = None,
+    note: Annotated[Text | None, Form(max_length=4000)] = None,
     file: Annotated[UploadFile | None, File(description="Follow-up photo; scored by the detector and kept.")] = None,
 ) -> FindingDetail:
     """rectification_ordered → rectified, with the follow-up photo's own detector results in the history."""

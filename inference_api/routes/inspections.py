@@ -11,7 +11,7 @@ from inference_api.auth import Principal, Reader, Writer
 from inference_api.deps import AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
-from inference_api.schemas import TILE_HELP, InspectionOut, InspectionPage
+from inference_api.schemas import TILE_HELP, InspectionOut, InspectionPage, Text
 from model.tiling import TileMode
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
@@ -69,13 +69,13 @@ def create_inspection(
     detector: DetectorDep,
     response: Response,
     files: Annotated[list[UploadFile], File(min_length=1, description="One or more photos (JPEG, PNG, ...).")],
-    inspector: Annotated[str | None, Form(max_length=200)] = None,
-    region: Annotated[str | None, Form(max_length=200)] = None,
-    township: Annotated[str | None, Form(max_length=200)] = None,
-    village: Annotated[str | None, Form(max_length=200)] = None,
-    note: Annotated[str | None, Form(max_length=4000)] = None,
+    inspector: Annotated[Text | None, Form(max_length=200)] = None,
+    region: Annotated[Text | None, Form(max_length=200)] = None,
+    township: Annotated[Text | None, Form(max_length=200)] = None,
+    village: Annotated[Text | None, Form(max_length=200)] = None,
+    note: Annotated[Text | None, Form(max_length=4000)] = None,
     client_id: Annotated[
-        str | None,
+        Text | None,
         Form(max_length=200, description="Idempotency key: resending it returns the first inspection, doing nothing."),
     ] = None,
     conf: Annotated[

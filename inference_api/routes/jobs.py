@@ -13,7 +13,7 @@ from inference_api.auth import Admin, Reader, Writer
 from inference_api.deps import IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Job
-from inference_api.schemas import TILE_HELP, FolderJobCreate, JobOut
+from inference_api.schemas import TILE_HELP, FolderJobCreate, JobOut, Text
 from model.tiling import TileMode
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -50,11 +50,11 @@ def create_zip_job(
     session: SessionDep,
     principal: Writer,
     archive: Annotated[UploadFile, File(description="A zip of photos (folders inside are fine).")],
-    inspector: Annotated[str | None, Form(max_length=200)] = None,
-    region: Annotated[str | None, Form(max_length=200)] = None,
-    township: Annotated[str | None, Form(max_length=200)] = None,
-    village: Annotated[str | None, Form(max_length=200)] = None,
-    note: Annotated[str | None, Form(max_length=4000)] = None,
+    inspector: Annotated[Text | None, Form(max_length=200)] = None,
+    region: Annotated[Text | None, Form(max_length=200)] = None,
+    township: Annotated[Text | None, Form(max_length=200)] = None,
+    village: Annotated[Text | None, Form(max_length=200)] = None,
+    note: Annotated[Text | None, Form(max_length=4000)] = None,
     conf: Annotated[float | None, Form(ge=0.0001, le=1.0)] = None,
     tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
 ) -> JobOut:

@@ -282,6 +282,28 @@ def test_invalid_requests_get_the_error_schema(
     assert response.json()["error"]["code"] == "invalid_request"
 
 
+def test_text_with_a_nul_character_is_refused_everywhere_and_stores_nothing(
+    server: Server, fire_photos: list[Path]
+) -> None:
+    """PostgreSQL cannot store NUL in text (SQLite can): both backends refuse it with the same 422."""
+    photo = [("files", (fire_photos[0].name, fire_photos[0].read_bytes(), "image/jpeg"))]
+    with server.admin as client:
+        before = client.get("/v1/inspections").json()["total"]
+        answers = [
+            client.post("/v1/inspections", data={"region": "平江\x00县"}, files=photo),
+            client.post("/v1/inspections", data={"client_id": "a\x00"}, files=photo),
+            client.get("/v1/findings", params={"region": "\x00"}),
+            client.get("/v1/findings/summary.csv", params={"region": "\x00"}),
+            client.post("/v1/keys", json={"name": "bad\x00name", "role": "inspector"}),
+            client.post("/v1/labels", json={"image_id": 1, "type": "burning", "note": "\x00"}),
+        ]
+        after = client.get("/v1/inspections").json()["total"]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert "NUL" in answer.json()["error"]["message"], answer.json()
+    assert after == before
+
+
 def test_unknown_inspection_is_404(server: Server, integration_key: str) -> None:
     with server.client(integration_key) as client:
         response = client.get("/v1/inspections/999999")
