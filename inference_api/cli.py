@@ -80,6 +80,11 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--dataset", type=Path, required=True, help="the merged dataset it was trained on")
     add.add_argument("--imgsz", type=int, default=416)
     add.add_argument("--limit", type=int, default=None, help="measure at most N photos per source (quick runs)")
+    add.add_argument("--exclude-val", type=Path, default=None, help="CSV of val photos to leave out (twins)")
+    add.add_argument("--exclude-test", type=Path, default=None, help="CSV of test photos to leave out (twins)")
+    add.add_argument(
+        "--extra-negatives", type=Path, default=None, help="photos with no problem that join the burning cap"
+    )
     evaluate = actions.add_parser("evaluate", help="measure a version on a merged dataset's split")
     evaluate.add_argument("version")
     evaluate.add_argument("--dataset", type=Path, required=True)

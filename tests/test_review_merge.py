@@ -184,16 +184,24 @@ def test_models_add_a_recipe_trained_checkpoint_then_evaluate_it_on_a_merged_dat
     """`models add` on the plain recipe dataset (no merge record): thresholds chosen on its val split with the
     burning cap, a card saying no reviewed image was used; then `models evaluate` on a merged dataset."""
     registry = tmp_path / "registry"
+    twins = sorted(p.stem for p in (built_dataset / "images" / "test").iterdir())[:2]
+    (tmp_path / "test-twins.csv").write_text("image,twin\n" + "".join(f"{name},x\n" for name in twins))
+    negatives = tmp_path / "calibrate"
+    negatives.mkdir()
+    for photo in sorted((built_dataset / "images" / "val").iterdir())[:1]:
+        (negatives / f"outside{photo.suffix}").write_bytes(photo.read_bytes())
     command = ["models", "--registry", str(registry), "add", "v2", "--checkpoint", str(tiny_checkpoint)]
+    command += ["--exclude-test", str(tmp_path / "test-twins.csv"), "--extra-negatives", str(negatives)]
     assert envwatch([*command, "--dataset", str(built_dataset), "--imgsz", "160", "--limit", "4"]) == 0
     folder = registry / "versions" / "v2"
     card = (folder / "MODEL_CARD.md").read_text()
     assert "**Reviewed images used: 0**" in card and "| all | fire |" in card
-    assert "burning: false-alarm cap 0.1" in card
+    assert "burning: false-alarm cap 0.1" in card and "2 test photos with a near twin in training were left out" in card
     metrics = json.loads((folder / "metrics.json").read_text())
     assert (metrics["split"], set(metrics["sources"])) == ("test", {"garbage-cn", "fire-smoke-8", "fire-continuous"})
-    assert metrics["images"] == 12  # --limit 4 per source
+    assert metrics["images"] == 12 and metrics["excluded"] == 2  # --limit 4 per source, after the exclusion
     choice = metrics["threshold_choice"]
+    assert choice["extra_negatives"] == {"folder": str(negatives), "images": ["outside"]}
     assert list(choice["labels"]) == list(LABEL_NAMES) and "burning" in choice["caps"]
     shipped = Detector.load(folder / "envwatch-v2.onnx").thresholds
     assert shipped == {label: c["threshold"] for label, c in choice["labels"].items()}

@@ -33,12 +33,27 @@ def _registry(args: argparse.Namespace) -> Registry:
     return Registry(args.registry)
 
 
-def measure(onnx: Path, dataset: Path, split: str, limit: int | None, choose: bool = False) -> dict:
-    """`envwatch evaluate` of the model file `onnx` on `split` of `dataset` (with `choose`, thresholds too)."""
-    from model.runtime import Detector
-    from training.evaluate import evaluate
+def measure(
+    onnx: Path,
+    dataset: Path,
+    split: str,
+    limit: int | None,
+    choose: bool = False,
+    exclude: Path | None = None,
+    extra_negatives: Path | None = None,
+) -> dict:
+    """`envwatch evaluate` of the model file `onnx` on `split` of `dataset` (with `choose`, thresholds too).
 
-    result, _ = evaluate(Detector.load(onnx), dataset, split, choose, limit=limit)
+    `exclude` lists photos to leave out (held-out twins); `extra_negatives` joins the burning cap (docs/probes.md).
+    """
+    from model.runtime import Detector
+    from training.evaluate import evaluate, read_image_list
+
+    left_out = frozenset(read_image_list(exclude)) if exclude else frozenset()
+    detector = Detector.load(onnx)
+    result, _ = evaluate(
+        detector, dataset, split, choose, limit=limit, exclude=left_out, extra_negatives=extra_negatives
+    )
     return result
 
 
@@ -125,10 +140,18 @@ def model_card(version: str, names: list[str], data: list[str], metrics: dict, c
         "",
         "Candidates for a person to confirm, never a verdict. Numbers on few reviewed photos are noisy: read the box "
         "counts beside every AP. Reviewed photos are split by hash, not by scene, so two photos of one place can sit "
-        "on both sides. No held-out photo was left out for a near twin in training (`envwatch evaluate --exclude`): "
-        "compare with v1's full-split numbers (model/versions/v1/eval/v1-test.json), not its twin-free ones.",
+        "on both sides. " + _twin_note(metrics.get("excluded", 0)),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _twin_note(excluded: int) -> str:
+    if excluded:
+        return f"{excluded} test photos with a near twin in training were left out (`--exclude-test`)."
+    return (
+        "No held-out photo was left out for a near twin in training (`--exclude-test`): compare with other "
+        "versions' full-split numbers (e.g. model/versions/v2/eval/v2-test.json), not their twin-free ones."
+    )
 
 
 def _number(value: float | None) -> str:
@@ -148,9 +171,10 @@ def add(args: argparse.Namespace) -> int:
     folder = registry.folder_of(args.version)
     folder.mkdir(parents=True, exist_ok=True)
     onnx = export_onnx(args.checkpoint, folder / f"envwatch-{args.version}.onnx", args.version, {}, args.imgsz)
-    choice = measure(onnx, args.dataset, "val", args.limit, choose=True)["threshold_choice"]
+    val = measure(onnx, args.dataset, "val", args.limit, True, args.exclude_val, args.extra_negatives)
+    choice = val["threshold_choice"]
     write_metadata(onnx, {"envwatch.thresholds": {k: float(c["threshold"]) for k, c in choice["labels"].items()}})
-    metrics = measure(onnx, args.dataset, "test", args.limit)
+    metrics = measure(onnx, args.dataset, "test", args.limit, exclude=args.exclude_test)
     metrics["threshold_choice"] = choice
     names = list(metrics["thresholds"])  # the model's labels: the ONNX metadata gives every one a threshold
     args_file = args.checkpoint.parent.parent / "args.yaml"
