@@ -161,3 +161,20 @@ def test_score_counts_what_envwatch_scan_raises(probe: tuple, tmp_path: Path) ->
 def test_score_without_photos_says_to_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert envwatch(["probe", "score", "--images", str(tmp_path / "none")]) == 2
     assert "envwatch probe fetch" in capsys.readouterr().out
+
+
+def test_a_file_that_is_no_package_and_unsafe_names_are_refused(probe: tuple, tmp_path: Path) -> None:
+    pinned, _, _ = probe
+    fake = tmp_path / "fake" / "photos_1.0-1_all.deb"
+    fake.parent.mkdir()
+    fake.write_bytes(b"!<arch>\nnot really a package")
+    data = yaml.safe_load(pinned.read_text())
+    data["packages"]["photos"]["sha256"] = sha256(fake.read_bytes())
+    pinned.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProbeError, match="is not a Debian package"):
+        fetch(pinned, tmp_path / "out", fake.parent)
+    data["images"][0]["name"] = "../escape"
+    pinned.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProbeError, match="unique file names: ../escape"):
+        fetch(pinned, tmp_path / "out", fake.parent)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape.jpg").exists()

@@ -16,6 +16,7 @@ model card reports was not what its thresholds were fitted to.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tarfile
@@ -32,6 +33,8 @@ from model.taxonomy import PROBLEM_TYPES
 from model.tiling import TileMode
 
 ROLES = ("report", "calibrate")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A photo's name becomes its file name: no path separators, no leading dot."""
 
 
 class ProbeError(RuntimeError):
@@ -56,6 +59,10 @@ def read_manifest(manifest: Path) -> tuple[dict[str, dict], list[ProbeImage]]:
         images = [ProbeImage(**{**entry, "traps": tuple(entry.get("traps") or ())}) for entry in data["images"]]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise ProbeError(f"{manifest} is not a probe manifest: {exc}") from None
+    names = [image.name for image in images]
+    bad = [n for n in names if not SAFE_NAME.fullmatch(n)] + sorted({n for n in names if names.count(n) > 1})
+    if bad:
+        raise ProbeError(f"{manifest}: photo names must be unique file names: {', '.join(bad)}")
     unknown = {image.package for image in images} - set(data["packages"])
     if unknown:
         raise ProbeError(f"{manifest}: images from packages it does not pin: {', '.join(sorted(unknown))}")
@@ -109,23 +116,25 @@ def _extract(deb: Path, wanted: dict[str, ProbeImage], role_of: dict[str, str], 
     The archive is read as a stream and only regular files named in the manifest are written, under
     names the manifest chose: no path from the archive ever becomes a path on this disk.
     """
-    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
-    if data.returncode != 0:
-        raise ProbeError(f"{deb.name} is not a Debian package: {data.stderr.decode(errors='replace').strip()}")
     left = dict(wanted)
-    with tempfile.TemporaryFile() as buffer:
-        buffer.write(data.stdout)
-        buffer.seek(0)
-        with tarfile.open(fileobj=buffer, mode="r:") as archive:
-            for member in archive:
-                image = left.get(member.name.removeprefix("./"))
-                if image is None or not member.isreg():
-                    continue
-                content = archive.extractfile(member).read()  # type: ignore[union-attr]
-                if hashlib.sha256(content).hexdigest() != image.sha256:
-                    raise ProbeError(f"{image.name}: {image.path} in {deb.name} is not the photo the manifest pins")
-                (out / role_of[image.name] / f"{image.name}{Path(image.path).suffix.lower()}").write_bytes(content)
-                del left[image.path]
+    with subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as unpack:
+        try:
+            with tarfile.open(fileobj=unpack.stdout, mode="r|") as archive:
+                for member in archive:
+                    image = left.get(member.name.removeprefix("./"))
+                    if image is None or not member.isreg():
+                        continue
+                    content = archive.extractfile(member).read()  # type: ignore[union-attr]
+                    if hashlib.sha256(content).hexdigest() != image.sha256:
+                        raise ProbeError(f"{image.name}: {image.path} in {deb.name} is not the photo the manifest pins")
+                    (out / role_of[image.name] / f"{image.name}{Path(image.path).suffix.lower()}").write_bytes(content)
+                    del left[image.path]
+        except tarfile.TarError:
+            unpack.kill()
+            reason = unpack.stderr.read().decode(errors="replace").strip()  # type: ignore[union-attr]
+            raise ProbeError(f"{deb.name} is not a Debian package: {reason}") from None
     if left:
         raise ProbeError(f"{deb.name} lacks {', '.join(sorted(left))}")
 
@@ -134,7 +143,8 @@ def fetch(manifest: Path, out: Path, debs: Path | None = None) -> list[Path]:
     """Build the probe's folders of photos (`report/`, `calibrate/`) and an ATTRIBUTION.md; all or nothing."""
     packages, images = read_manifest(manifest)
     role_of = roles(images)
-    staging = Path(tempfile.mkdtemp(prefix=".probe-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".probe-", dir=out.parent))
     try:
         for role in ROLES:
             (staging / role).mkdir()
