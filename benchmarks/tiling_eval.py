@@ -64,10 +64,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    model = promoted_model()
+    model = args.model or promoted_model()
     detector = Detector.load(model)
     problems = [("burning", p) for p in found_alone(detector, sorted(FIRES.glob("*.jpg")), "burning", 8)]
     problems += [("overflowing_garbage", p) for p in found_alone(detector, overflow_photos(), "overflowing_garbage", 8)]

@@ -138,6 +138,10 @@ def _add_probe(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
     score.add_argument("--tile", nargs="+", choices=("off", "auto", "on"), default=["off", "on"])
     score.add_argument("--out", type=Path, default=None, help="also write the flagged photos as JSON here")
+    tiles = actions.add_parser("calibrate-tiles", help="tile thresholds that keep tiled burning alarms within 10%")
+    tiles.add_argument("--images", type=Path, default=REPO / "build" / "probes" / "wallpaper-negatives" / "calibrate")
+    tiles.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
+    tiles.add_argument("--out", type=Path, default=REPO / "build" / "tile-thresholds.json")
     parser.set_defaults(module="training.probes", handler="main")
 
 
@@ -148,6 +152,9 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", required=True, help="model version written into the ONNX metadata, e.g. v3")
     parser.add_argument("--imgsz", type=int, default=416)
     parser.add_argument("--thresholds", type=Path, default=None, help="JSON {label: threshold} to ship")
+    parser.add_argument(
+        "--tile-thresholds", type=Path, default=None, help="JSON {label: least score of a tile box} to ship"
+    )
     parser.add_argument("--no-simplify", dest="simplify", action="store_false")
     parser.set_defaults(module="training.commands", handler="export")
 

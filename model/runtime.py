@@ -91,6 +91,10 @@ class Detector:
         self.version: str = meta["envwatch.version"]
         self.thresholds: dict[str, float] = {k: float(v) for k, v in meta["envwatch.thresholds"].items()}
         self.nms_iou: float = float(meta.get("envwatch.nms_iou", 0.7))
+        self.tile_thresholds: dict[str, float] = {
+            k: float(v) for k, v in meta.get("envwatch.tile_thresholds", {}).items()
+        }
+        """The least score a box found in a tile needs (model/tiling.py); a label not listed: no extra bar."""
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod

@@ -30,6 +30,11 @@ detector runs). A ground photo is not tiled however large, up to `AUTO_MEGAPIXEL
 phone photo of a bin shows the bin large, and its 416 px tiles are close-ups of leaves, walls
 and sky, which look like nothing the model trained on. Measured on 23 nature photos with no
 problem in them (docs/probes.md): tiled, burning was raised on 22; resized, on 6.
+
+For the same reason a box found in a tile must also reach the model's *tile thresholds*
+(`Detector.tile_thresholds`, ONNX metadata, chosen by `envwatch probe calibrate-tiles` so that
+tiled problem-free photos raise each problem on at most 10%). For v2's weights that means smoke
+only from the whole-frame pass (tiles scored smoke up to 0.99 on leaves) and fire from 0.53.
 """
 
 from __future__ import annotations
@@ -117,12 +122,22 @@ def _concat(parts: Sequence[Detections]) -> Detections:
     )
 
 
-def detect_pieces(detector: Detector, image: np.ndarray, conf: float | None = None, batch_size: int = 8) -> Detections:
+def detect_pieces(
+    detector: Detector,
+    image: np.ndarray,
+    conf: float | None = None,
+    batch_size: int = 8,
+    tile_thresholds: dict[str, float] | None = None,
+) -> Detections:
     """Every box from the whole frame and each tile, in image pixels, not yet merged.
 
     `data["tile"]` is the tile index (`FULL_FRAME` for the whole-frame pass) and `data["cut"]`
-    marks boxes touching a tile's inner edge; `merge_tiles` needs both.
+    marks boxes touching a tile's inner edge; `merge_tiles` needs both. Tile boxes scoring below
+    `tile_thresholds` (default: the model's own, `Detector.tile_thresholds`) are dropped, whatever
+    `conf` is: a tile is a close-up, and close-ups of leaves or sky give smoke scores above 0.9.
     """
+    floors = detector.tile_thresholds if tile_thresholds is None else tile_thresholds
+    floor = np.array([floors.get(name, 0.0) for name in detector.names], dtype=np.float32)
     height, width = image.shape[:2]
     tiles = plan_tiles(width, height, detector.input_size)
     crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles]
@@ -131,6 +146,8 @@ def detect_pieces(detector: Detector, image: np.ndarray, conf: float | None = No
     data = {"tile": np.full(len(whole), FULL_FRAME), "cut": np.zeros(len(whole), bool)}
     parts = [Detections(whole.xyxy, whole.scores, whole.class_ids, whole.names, data)]
     for index, (tile, detections) in enumerate(zip(tiles, found[1:], strict=True)):
+        if len(detections):
+            detections = detections[detections.scores >= floor[detections.class_ids]]
         boxes = detections.xyxy + np.tile(tile[:2], 2).astype(np.float32)
         data = {"tile": np.full(len(boxes), index), "cut": _cut_edges(boxes, tile, width, height)}
         parts.append(Detections(boxes, detections.scores, detections.class_ids, detections.names, data))

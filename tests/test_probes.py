@@ -178,3 +178,35 @@ def test_a_file_that_is_no_package_and_unsafe_names_are_refused(probe: tuple, tm
     with pytest.raises(ProbeError, match="unique file names: ../escape"):
         fetch(pinned, tmp_path / "out", fake.parent)
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.jpg").exists()
+
+
+def test_tile_calibration_is_the_least_strict_choice_within_the_cap(fire_photos: list[Path], tmp_path: Path) -> None:
+    """On enlarged real fire photos every tiled flag counts as a false alarm: at cap 0.1 of 2 photos, none may stay.
+
+    The choice must flag none, and lowering any one label's tile threshold by a grid step (while
+    above its shipped threshold) must flag one again: nothing stricter than needed.
+    """
+    import cv2
+
+    from model.images import load_image_file
+    from training.probes import NEVER, calibrate_tiles
+
+    folder = tmp_path / "enlarged"
+    folder.mkdir()
+    for photo in fire_photos:
+        pixels = load_image_file(photo).pixels
+        cv2.imwrite(str(folder / photo.name), cv2.resize(pixels, None, fx=3, fy=3))
+    detector = Detector.load(promoted_model())
+    record = calibrate_tiles(detector, folder, "burning", cap=0.1)
+    chosen, best = record["tile_thresholds"], record["best_tile_scores"]
+    assert record["photos"] == 2 and record["flagged"] == 0 and record["flagged_without"] >= 1
+    assert all(scores[label] < chosen[label] for scores in best.values() for label in chosen)
+    for label, threshold in chosen.items():
+        lower = round(threshold - 0.01, 2) if threshold != NEVER else 0.9
+        if lower >= detector.thresholds[label]:
+            assert any(scores[label] >= lower for scores in best.values()), f"{label} could be {lower}"
+
+    out = tmp_path / "tile-thresholds.json"
+    assert envwatch(["probe", "calibrate-tiles", "--images", str(folder), "--out", str(out)]) == 0
+    shipped = json.loads(out.read_text())
+    assert {k: shipped[k] for k in chosen} == chosen and set(shipped) == set(detector.names) - {"garbage_bin"}

@@ -23,6 +23,7 @@ from model.problems import problems_from
 from model.registry import promoted_model
 from model.runtime import Detector
 from model.tiling import (
+    FULL_FRAME,
     TILE_OVERLAP,
     detect_images,
     detect_pieces,
@@ -199,3 +200,31 @@ def test_scan_cli_tiles_drone_frames_by_default_but_not_ground_photos_or_with_ti
     }
     assert len([p for p in hits["default", "drone"] if p["label"] == "fire"]) == 1
     assert hits["default", "phone"] == hits["off", "drone"] == hits["off", "phone"] == []
+
+
+def test_tile_thresholds_drop_weak_tile_boxes_but_never_whole_frame_ones(
+    detector: Detector, scene: tuple[np.ndarray, tuple[float, ...]], tmp_path: Path
+) -> None:
+    """A tile is a close-up: its boxes must reach the tile thresholds (ONNX metadata `envwatch.tile_thresholds`)."""
+    from training.export import write_metadata
+
+    image, _ = scene
+    plain = detect_pieces(detector, image, conf=0.05, tile_thresholds={})
+    in_tile = plain.data["tile"] != FULL_FRAME
+    fire = NAMES.index("fire")
+    assert (in_tile & (plain.class_ids == fire)).any(), "the pasted fire is boxed in a tile"
+    strict = detect_pieces(detector, image, conf=0.05, tile_thresholds={"fire": 1.0, "smoke": 1.0})
+    kept_tile = strict.data["tile"] != FULL_FRAME
+    assert not (kept_tile & np.isin(strict.class_ids, [fire, NAMES.index("smoke")])).any()
+    assert (kept_tile.sum(), (~kept_tile).sum()) == (
+        (in_tile & ~np.isin(plain.class_ids, [fire, NAMES.index("smoke")])).sum(),
+        (~in_tile).sum(),
+    ), "other labels' tile boxes and every whole-frame box stay"
+
+    shipped = tmp_path / "with-tiles.onnx"
+    shipped.write_bytes(Path(detector.path).read_bytes())
+    write_metadata(shipped, {"envwatch.tile_thresholds": {"fire": 1.0, "smoke": 1.0}})
+    reloaded = Detector.load(shipped)
+    assert reloaded.tile_thresholds == {"fire": 1.0, "smoke": 1.0}
+    again = detect_pieces(reloaded, image, conf=0.05)
+    assert np.array_equal(again.xyxy, strict.xyxy) and np.array_equal(again.class_ids, strict.class_ids)

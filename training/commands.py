@@ -73,6 +73,7 @@ def export(args: argparse.Namespace) -> int:
     from training.export import export_onnx
 
     thresholds = json.loads(args.thresholds.read_text()) if args.thresholds else {}
-    out = export_onnx(args.checkpoint, args.out, args.version, thresholds, args.imgsz, args.simplify)
+    tile_thresholds = json.loads(args.tile_thresholds.read_text()) if args.tile_thresholds else {}
+    out = export_onnx(args.checkpoint, args.out, args.version, thresholds, args.imgsz, args.simplify, tile_thresholds)
     print(f"exported {out}")
     return 0

@@ -37,8 +37,12 @@ def export_onnx(
     thresholds: dict[str, float],
     imgsz: int = 416,
     simplify: bool = True,
+    tile_thresholds: dict[str, float] | None = None,
 ) -> Path:
-    """Export `checkpoint` to `out` with a dynamic batch axis and envwatch metadata."""
+    """Export `checkpoint` to `out` with a dynamic batch axis and envwatch metadata.
+
+    `tile_thresholds` (optional) is the least score a box found in a tile needs (model/tiling.py).
+    """
     model = YOLO(str(checkpoint))
     names = [model.names[i] for i in sorted(model.names)]
     produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify, opset=17))
@@ -53,6 +57,7 @@ def export_onnx(
             "envwatch.version": version,
             "envwatch.thresholds": {name: float(thresholds.get(name, 0.25)) for name in names},
             "envwatch.nms_iou": NMS_IOU,
+            **({"envwatch.tile_thresholds": tile_thresholds} if tile_thresholds else {}),
         },
     )
     return out

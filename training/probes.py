@@ -25,12 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from inference_api.scan import collect_paths, scan
+from model.images import load_image_file
 from model.runtime import Detector
-from model.taxonomy import PROBLEM_TYPES
-from model.tiling import TileMode
+from model.taxonomy import PROBLEM_TYPES, problem_for_label
+from model.tiling import FULL_FRAME, TileMode, detect_pieces
 
 ROLES = ("report", "calibrate")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -198,6 +200,51 @@ def score(detector: Detector, folder: Path, tile: TileMode = "off") -> ProbeScor
     return ProbeScore(count, flagged, errors)
 
 
+NEVER = 1.0
+"""A tile threshold no box reaches: that label is taken from the whole-frame pass only."""
+
+
+def calibrate_tiles(detector: Detector, folder: Path, problem: str = "burning", cap: float = 0.1) -> dict:
+    """Tile thresholds for `problem`'s labels that keep the tiled photos of `folder` it flags within `cap`.
+
+    Every photo is tiled (`detect_pieces` with no tile thresholds) and each label's best tile score
+    kept. Over the grid of the label's shipped threshold up to 0.90, plus `NEVER`, the least strict
+    combination (lowest sum, then lowest in label order) flagging at most `cap` of the photos wins.
+    The photos are the probe's calibrate half: problem-free, so any flag is a false alarm.
+    """
+    from training.evaluate import THRESHOLD_CANDIDATES
+
+    labels = [label for label in detector.names if problem_for_label(label) == problem]
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not labels or not photos:
+        raise ProbeError(f"nothing to calibrate: labels of {problem} {labels}, photos in {folder}: {len(photos)}")
+    best = np.zeros((len(labels), len(photos)))
+    for column, photo in enumerate(photos):
+        pieces = detect_pieces(detector, load_image_file(photo).pixels, conf=0.01, tile_thresholds={})
+        in_tile = pieces.data["tile"] != FULL_FRAME
+        for row, label in enumerate(labels):
+            mask = in_tile & (pieces.class_ids == detector.names.index(label))
+            best[row, column] = pieces.scores[mask].max(initial=0.0)
+    shipped = np.array([detector.thresholds[label] for label in labels])
+    grids = [np.append(THRESHOLD_CANDIDATES[floor <= THRESHOLD_CANDIDATES], NEVER) for floor in shipped]
+    combos = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, len(labels))
+    flagged = (best[None, :, :] >= combos[:, :, None]).any(axis=1).sum(axis=1)
+    within = np.flatnonzero(flagged <= cap * len(photos))
+    chosen = within[np.lexsort((*combos[within].T[::-1], combos[within].sum(axis=1)))[0]]
+    return {
+        "tile_thresholds": {label: round(float(t), 2) for label, t in zip(labels, combos[chosen], strict=True)},
+        "problem": problem,
+        "cap": cap,
+        "photos": len(photos),
+        "flagged": int(flagged[chosen]),
+        "flagged_without": int((best >= shipped[:, None]).any(axis=0).sum()),
+        "best_tile_scores": {
+            photo.stem: {label: round(float(best[row, col]), 3) for row, label in enumerate(labels)}
+            for col, photo in enumerate(photos)
+        },
+    }
+
+
 def report(scores: dict[str, ProbeScore]) -> str:
     """A Markdown table: per problem type and tiling mode, photos flagged out of photos scored."""
     modes = list(scores)
@@ -230,6 +277,25 @@ def main(args) -> int:
         return 0
     from model.registry import promoted_model
 
+    if args.action == "calibrate-tiles":
+        detector = Detector.load(args.model or promoted_model())
+        problems = [p.key for p in PROBLEM_TYPES if any(problem_for_label(n) == p.key for n in detector.names)]
+        try:
+            records = [calibrate_tiles(detector, args.images, problem) for problem in problems]
+        except ProbeError as exc:
+            print(f"envwatch probe calibrate-tiles: {exc}")
+            return 2
+        chosen = {label: t for record in records for label, t in record["tile_thresholds"].items()}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(chosen, indent=2) + "\n")
+        args.out.with_suffix(".record.json").write_text(json.dumps(records, indent=2) + "\n")
+        for record in records:
+            print(
+                f"{record['problem']}: tiles of {record['photos']} photos flag it on {record['flagged_without']} at "
+                f"the shipped thresholds, on {record['flagged']} with {record['tile_thresholds']}"
+            )
+        print(f"wrote {args.out} (ship with `envwatch export ... --tile-thresholds {args.out}`)")
+        return 0
     if not args.images.is_dir():
         print(f"envwatch probe score: no photos at {args.images}: run `envwatch probe fetch` first")
         return 2
