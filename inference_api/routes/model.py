@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from inference_api.auth import Reader
 from inference_api.deps import DetectorDep
@@ -17,6 +17,9 @@ class LabelOut(BaseModel):
     key: str
     problem: str | None
     threshold: float | None
+    tile_threshold: float | None = Field(
+        default=None, description="Least score of a box found in a tile of a large aerial photo (docs/drone.md)."
+    )
 
 
 class ProblemTypeOut(BaseModel):
@@ -38,7 +41,12 @@ def model_info(_: Reader, detector: DetectorDep) -> ModelOut:
     return ModelOut(
         version=str(detector.version),
         labels=[
-            LabelOut(key=name, problem=problem_for_label(name), threshold=detector.thresholds.get(name))
+            LabelOut(
+                key=name,
+                problem=problem_for_label(name),
+                threshold=detector.thresholds.get(name),
+                tile_threshold=detector.tile_thresholds.get(name),
+            )
             for name in detector.names
         ],
         problem_types=[ProblemTypeOut(**vars(p)) for p in PROBLEM_TYPES],

@@ -12,6 +12,7 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 from service_helpers import Server, Upload, with_exif
 
+from model.runtime import Detector
 from model.taxonomy import PROBLEMS_BY_KEY, problem_for_label
 
 MAX_UPLOAD = 1_500_000
@@ -108,6 +109,9 @@ def test_default_thresholds_are_the_models_shipped_ones(
     assert response.status_code == 201, response.text
     for finding in response.json()["findings"]:
         assert finding["score"] >= labels[finding["label"]]["threshold"] - 1e-4
+    shipped = Detector.load(Path(server.env["ENVWATCH_MODEL_PATH"]))
+    tiles = {name: shipped.tile_thresholds.get(name) for name in shipped.names}
+    assert {key: label["tile_threshold"] for key, label in labels.items()} == tiles
 
 
 def test_same_photo_is_stored_once_and_scored_the_same(
