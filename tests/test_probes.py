@@ -197,7 +197,7 @@ def test_tile_calibration_is_the_least_strict_choice_within_the_cap(fire_photos:
         pixels = load_image_file(photo).pixels
         cv2.imwrite(str(folder / photo.name), cv2.resize(pixels, None, fx=3, fy=3))
     detector = Detector.load(promoted_model())
-    record = calibrate_tiles(detector, folder, "burning", cap=0.1)
+    record = calibrate_tiles(detector, folder, cap=0.1)["burning"]
     chosen, best = record["tile_thresholds"], record["best_tile_scores"]
     assert record["photos"] == 2 and record["flagged"] == 0 and record["flagged_without"] >= 1
     assert all(scores[label] < chosen[label] for scores in best.values() for label in chosen)

@@ -53,6 +53,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from inference_api.scan import collect_paths
 from model.detections import Detections
 from model.images import IMAGE_SUFFIXES, load_image_file
 from model.problems import problems_from
@@ -248,7 +249,7 @@ OUTSIDE = "outside"
 
 def run_folder(detector: Detector, folder: Path) -> list[ImageResult]:
     """Detect at `EVAL_CONF` on every photo under `folder`, photos with no problem in them (a probe's half)."""
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = collect_paths([str(folder)])
     if not paths:
         raise FileNotFoundError(f"no photos under {folder}")
     empty = np.zeros((0, 4))

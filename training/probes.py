@@ -204,45 +204,51 @@ NEVER = 1.0
 """A tile threshold no box reaches: that label is taken from the whole-frame pass only."""
 
 
-def calibrate_tiles(detector: Detector, folder: Path, problem: str = "burning", cap: float = 0.1) -> dict:
-    """Tile thresholds for `problem`'s labels that keep the tiled photos of `folder` it flags within `cap`.
+def calibrate_tiles(detector: Detector, folder: Path, cap: float = 0.1) -> dict[str, dict]:
+    """Per problem type the model raises, tile thresholds that keep the tiled photos of `folder` it flags within `cap`.
 
-    Every photo is tiled (`detect_pieces` with no tile thresholds) and each label's best tile score
-    kept. Over the grid of the label's shipped threshold up to 0.90, plus `NEVER`, the least strict
-    combination (lowest sum, then lowest in label order) flagging at most `cap` of the photos wins.
-    The photos are the probe's calibrate half: problem-free, so any flag is a false alarm.
+    Every photo is tiled once (`detect_pieces` with no tile thresholds) and each label's best tile
+    score kept. Then per problem, over the grid of each of its labels' shipped threshold up to
+    0.90, plus `NEVER`, the least strict combination (lowest sum, then lowest in label order)
+    flagging at most `cap` of the photos wins. The photos are the probe's calibrate half:
+    problem-free, so any flag is a false alarm.
     """
     from training.evaluate import THRESHOLD_CANDIDATES
 
-    labels = [label for label in detector.names if problem_for_label(label) == problem]
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    if not labels or not photos:
-        raise ProbeError(f"nothing to calibrate: labels of {problem} {labels}, photos in {folder}: {len(photos)}")
-    best = np.zeros((len(labels), len(photos)))
+    photos = collect_paths([str(folder)])
+    if not photos:
+        raise ProbeError(f"nothing to calibrate: no photos in {folder}")
+    best = np.zeros((len(detector.names), len(photos)))  # (label, photo): the label's best tile score
     for column, photo in enumerate(photos):
         pieces = detect_pieces(detector, load_image_file(photo).pixels, conf=0.01, tile_thresholds={})
         in_tile = pieces.data["tile"] != FULL_FRAME
-        for row, label in enumerate(labels):
-            mask = in_tile & (pieces.class_ids == detector.names.index(label))
-            best[row, column] = pieces.scores[mask].max(initial=0.0)
-    shipped = np.array([detector.thresholds[label] for label in labels])
-    grids = [np.append(THRESHOLD_CANDIDATES[floor <= THRESHOLD_CANDIDATES], NEVER) for floor in shipped]
-    combos = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, len(labels))
-    flagged = (best[None, :, :] >= combos[:, :, None]).any(axis=1).sum(axis=1)
-    within = np.flatnonzero(flagged <= cap * len(photos))
-    chosen = within[np.lexsort((*combos[within].T[::-1], combos[within].sum(axis=1)))[0]]
-    return {
-        "tile_thresholds": {label: round(float(t), 2) for label, t in zip(labels, combos[chosen], strict=True)},
-        "problem": problem,
-        "cap": cap,
-        "photos": len(photos),
-        "flagged": int(flagged[chosen]),
-        "flagged_without": int((best >= shipped[:, None]).any(axis=0).sum()),
-        "best_tile_scores": {
-            photo.stem: {label: round(float(best[row, col]), 3) for row, label in enumerate(labels)}
-            for col, photo in enumerate(photos)
-        },
-    }
+        for row in range(len(detector.names)):
+            best[row, column] = pieces.scores[in_tile & (pieces.class_ids == row)].max(initial=0.0)
+    records = {}
+    for problem in (p.key for p in PROBLEM_TYPES):
+        rows = [row for row, label in enumerate(detector.names) if problem_for_label(label) == problem]
+        if not rows:
+            continue
+        labels, scores = [detector.names[row] for row in rows], best[rows]
+        shipped = np.array([detector.thresholds[label] for label in labels])
+        grids = [np.append(THRESHOLD_CANDIDATES[floor <= THRESHOLD_CANDIDATES], NEVER) for floor in shipped]
+        combos = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(-1, len(labels))
+        flagged = (scores[None, :, :] >= combos[:, :, None]).any(axis=1).sum(axis=1)
+        within = np.flatnonzero(flagged <= cap * len(photos))
+        chosen = within[np.lexsort((*combos[within].T[::-1], combos[within].sum(axis=1)))[0]]
+        records[problem] = {
+            "tile_thresholds": {label: round(float(t), 2) for label, t in zip(labels, combos[chosen], strict=True)},
+            "problem": problem,
+            "cap": cap,
+            "photos": len(photos),
+            "flagged": int(flagged[chosen]),
+            "flagged_without": int((scores >= shipped[:, None]).any(axis=0).sum()),
+            "best_tile_scores": {
+                photo.stem: {label: round(float(scores[i, col]), 3) for i, label in enumerate(labels)}
+                for col, photo in enumerate(photos)
+            },
+        }
+    return records
 
 
 def report(scores: dict[str, ProbeScore]) -> str:
@@ -279,9 +285,8 @@ def main(args) -> int:
 
     if args.action == "calibrate-tiles":
         detector = Detector.load(args.model or promoted_model())
-        problems = [p.key for p in PROBLEM_TYPES if any(problem_for_label(n) == p.key for n in detector.names)]
         try:
-            records = [calibrate_tiles(detector, args.images, problem) for problem in problems]
+            records = list(calibrate_tiles(detector, args.images).values())
         except ProbeError as exc:
             print(f"envwatch probe calibrate-tiles: {exc}")
             return 2
