@@ -22,6 +22,7 @@ from inference_api.storage import ImageStore
 if TYPE_CHECKING:
     from inference_api.observability import Metrics
     from inference_api.pool import DetectorPool
+    from model.runtime import Detector
 
 
 @dataclass
@@ -32,8 +33,8 @@ class AppState:
     images: ImageStore
     pool: DetectorPool
     metrics: Metrics
-    detector: Any | None = None
-    """A `model.runtime.Detector` once loaded; None until then (or if loading failed)."""
+    detector: Detector | None = None
+    """None until the model has loaded (or while loading failed)."""
     detector_error: str | None = None
 
 
@@ -41,7 +42,7 @@ def get_state(request: Request) -> AppState:
     return request.app.state.envwatch
 
 
-def get_detector(state: Annotated[AppState, Depends(get_state)]) -> Any:
+def get_detector(state: Annotated[AppState, Depends(get_state)]) -> Detector:
     """The loaded detector, or 503 while it is not (the model failed to load or is loading)."""
     if state.detector is None:
         raise ApiError(

@@ -27,6 +27,9 @@ from inference_api.schemas import FileError, Status
 from inference_api.settings import Settings
 
 if TYPE_CHECKING:
+    from model.images import LoadedImage
+    from model.problems import Problem
+    from model.runtime import Detector
     from model.tiling import TileMode
 
 log = logging.getLogger("envwatch.service")
@@ -67,7 +70,7 @@ class Analysed:
     gps: dict[str, Any] | None = None
     captured_at: datetime | None = None
     detections: int = 0
-    problems: list[Any] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     model_version: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -123,7 +126,7 @@ def _aware(value: datetime | None, zone: str) -> datetime | None:
 
 
 def analyse(
-    uploads: list[Upload], detector: Any, settings: Settings, conf: float | None, tile: TileMode = "auto"
+    uploads: list[Upload], detector: Detector, settings: Settings, conf: float | None, tile: TileMode = "auto"
 ) -> list[Analysed]:
     """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch.
 
@@ -136,7 +139,7 @@ def analyse(
     from model.tiling import detect_images
 
     results: list[Analysed] = []
-    decoded: list[tuple[Analysed, Any]] = []  # (result, LoadedImage)
+    decoded: list[tuple[Analysed, LoadedImage]] = []
     for upload in uploads:
         if upload.error is not None:
             results.append(Analysed(upload.name, error=upload.error))
@@ -217,7 +220,7 @@ def _image_row(state: AppState, item: Analysed) -> Image:
     )
 
 
-def _problem_dict(problem: Any) -> dict[str, Any]:
+def _problem_dict(problem: Problem) -> dict[str, Any]:
     x1, y1, x2, y2 = (float(v) for v in problem.box)
     return {
         "type": str(problem.type),

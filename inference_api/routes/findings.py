@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BeforeValidator
@@ -30,6 +30,9 @@ from inference_api.schemas import (
     Transition,
 )
 from model.taxonomy import PROBLEM_TYPES
+
+if TYPE_CHECKING:
+    from model.runtime import Detector
 
 router = APIRouter(prefix="/v1/findings", tags=["findings"])
 
@@ -228,7 +231,7 @@ def rectify(
     return _detail(state, finding_id)
 
 
-def _score_followup(state: AppState, detector: object, file: UploadFile) -> services.Analysed:
+def _score_followup(state: AppState, detector: Detector, file: UploadFile) -> services.Analysed:
     upload = services.read_upload(file.filename, file.file, state.settings.max_upload_bytes)
     return services.analyse([upload], detector, state.settings, None)[0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
@@ -13,6 +13,9 @@ from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
 from inference_api.schemas import TILE_HELP, InspectionOut, InspectionPage, Text
 from model.tiling import TileMode
+
+if TYPE_CHECKING:
+    from model.runtime import Detector
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
@@ -30,7 +33,7 @@ def _overloaded(state: AppState, exc: Overloaded) -> ApiError:
 def _ingest(
     state: AppState,
     principal: Principal,
-    detector: Any,
+    detector: Detector,
     files: list[UploadFile],
     meta: services.InspectionMeta,
     conf: float | None,
