@@ -85,6 +85,12 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     add.add_argument(
         "--extra-negatives", type=Path, default=None, help="photos with no problem that join the burning cap"
     )
+    add.add_argument(
+        "--tile-negatives",
+        type=Path,
+        default=None,
+        help="photos with no problem to choose tile thresholds on, as `envwatch probe calibrate-tiles` does",
+    )
     evaluate = actions.add_parser("evaluate", help="measure a version on a merged dataset's split")
     evaluate.add_argument("version")
     evaluate.add_argument("--dataset", type=Path, required=True)
@@ -138,10 +144,19 @@ def _add_probe(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
     score.add_argument("--tile", nargs="+", choices=("off", "auto", "on"), default=["off", "on"])
     score.add_argument("--out", type=Path, default=None, help="also write the flagged photos as JSON here")
-    tiles = actions.add_parser("calibrate-tiles", help="tile thresholds that keep tiled burning alarms within 10%")
-    tiles.add_argument("--images", type=Path, default=REPO / "build" / "probes" / "wallpaper-negatives" / "calibrate")
+    tiles = actions.add_parser(
+        "calibrate-tiles", help="per problem type, tile thresholds that keep its tiled false alarms within 10%"
+    )
+    tiles.add_argument(
+        "--images",
+        type=Path,
+        default=REPO / "build" / "probes" / "wallpaper-negatives" / "calibrate",
+        help="folder of photos with no problem (default: the probe's calibrate half)",
+    )
     tiles.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
-    tiles.add_argument("--out", type=Path, default=REPO / "build" / "tile-thresholds.json")
+    tiles.add_argument(
+        "--out", type=Path, default=REPO / "build" / "tile-thresholds.json", help="JSON for `export --tile-thresholds`"
+    )
     parser.set_defaults(module="training.probes", handler="main")
 
 

@@ -14,7 +14,7 @@ import yaml
 from inference_api.cli import main as envwatch
 from model.registry import Registry, RegistryError, Version
 from model.runtime import Detector
-from model.taxonomy import LABEL_NAMES
+from model.taxonomy import LABEL_NAMES, problem_for_label
 from training.evaluate import evaluate
 from training.review_merge import merge
 from training.reviews import SPLITS, ReviewedBox, ReviewedImage, export_files, read_export, split_of
@@ -192,6 +192,7 @@ def test_models_add_a_recipe_trained_checkpoint_then_evaluate_it_on_a_merged_dat
         (negatives / f"outside{photo.suffix}").write_bytes(photo.read_bytes())
     command = ["models", "--registry", str(registry), "add", "v2", "--checkpoint", str(tiny_checkpoint)]
     command += ["--exclude-test", str(tmp_path / "test-twins.csv"), "--extra-negatives", str(negatives)]
+    command += ["--tile-negatives", str(negatives)]
     assert envwatch([*command, "--dataset", str(built_dataset), "--imgsz", "160", "--limit", "4"]) == 0
     folder = registry / "versions" / "v2"
     card = (folder / "MODEL_CARD.md").read_text()
@@ -206,6 +207,11 @@ def test_models_add_a_recipe_trained_checkpoint_then_evaluate_it_on_a_merged_dat
     shipped = Detector.load(folder / "envwatch-v2.onnx").thresholds
     assert shipped == {label: c["threshold"] for label, c in choice["labels"].items()}
     assert metrics["thresholds"] == shipped  # test was measured at the chosen thresholds
+    tiles = Detector.load(folder / "envwatch-v2.onnx").tile_thresholds
+    assert metrics["tile_threshold_choice"] == {"folder": str(negatives), "photos": 1, "tile_thresholds": tiles}
+    assert set(tiles) == {label for label in LABEL_NAMES if problem_for_label(label)}  # garbage_bin raises nothing
+    assert all(shipped[label] <= t <= 1.0 for label, t in tiles.items())
+    assert "Tile thresholds, the least score a box found in a tile needs" in card
     entry = Registry(registry).get("v2")
     assert entry.summary == {
         "labels": list(LABEL_NAMES),

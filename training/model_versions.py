@@ -136,6 +136,8 @@ def model_card(version: str, names: list[str], data: list[str], metrics: dict, c
         "",
         *threshold_table(choice),
         "",
+        _tile_note(metrics.get("tile_threshold_choice")),
+        "",
         "## Limits",
         "",
         "Candidates for a person to confirm, never a verdict. Numbers on few reviewed photos are noisy: read the box "
@@ -143,6 +145,19 @@ def model_card(version: str, names: list[str], data: list[str], metrics: dict, c
         "on both sides. " + _twin_note(metrics.get("excluded", 0)),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _tile_note(tiles: dict | None) -> str:
+    if not tiles:
+        return (
+            "No tile thresholds (`--tile-negatives`): a box found in a tile of a drone frame needs only the "
+            "thresholds above, so close-ups of leaves or sky may raise problems (docs/probes.md)."
+        )
+    chosen = ", ".join(f"{label} {t:.2f}" for label, t in tiles["tile_thresholds"].items())
+    return (
+        f"Tile thresholds, the least score a box found in a tile needs (1.00: never from a tile), chosen on "
+        f"{tiles['photos']} problem-free photos in `{tiles['folder']}` (`envwatch probe calibrate-tiles`): {chosen}."
+    )
 
 
 def _twin_note(excluded: int) -> str:
@@ -156,6 +171,18 @@ def _twin_note(excluded: int) -> str:
 
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _choose_tile_thresholds(onnx: Path, folder: Path) -> dict:
+    """Tile thresholds chosen on `folder` over the thresholds just written, then written beside them."""
+    from model.runtime import Detector
+    from training.export import write_metadata
+    from training.probes import calibrate_tiles, chosen_tile_thresholds
+
+    records = list(calibrate_tiles(Detector.load(onnx), folder).values())
+    chosen = chosen_tile_thresholds(records)
+    write_metadata(onnx, {"envwatch.tile_thresholds": chosen})
+    return {"folder": str(folder), "photos": records[0]["photos"] if records else 0, "tile_thresholds": chosen}
 
 
 def add(args: argparse.Namespace) -> int:
@@ -174,8 +201,11 @@ def add(args: argparse.Namespace) -> int:
     val = measure(onnx, args.dataset, "val", args.limit, True, args.exclude_val, args.extra_negatives)
     choice = val["threshold_choice"]
     write_metadata(onnx, {"envwatch.thresholds": {k: float(c["threshold"]) for k, c in choice["labels"].items()}})
+    tiles = _choose_tile_thresholds(onnx, args.tile_negatives) if args.tile_negatives else None
     metrics = measure(onnx, args.dataset, "test", args.limit, exclude=args.exclude_test)
     metrics["threshold_choice"] = choice
+    if tiles is not None:
+        metrics["tile_threshold_choice"] = tiles
     names = list(metrics["thresholds"])  # the model's labels: the ONNX metadata gives every one a threshold
     args_file = args.checkpoint.parent.parent / "args.yaml"
     train_args = yaml.safe_load(args_file.read_text()) if args_file.exists() else {}

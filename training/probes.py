@@ -251,6 +251,11 @@ def calibrate_tiles(detector: Detector, folder: Path, cap: float = 0.1) -> dict[
     return records
 
 
+def chosen_tile_thresholds(records: list[dict]) -> dict[str, float]:
+    """The per-label tile thresholds of `calibrate_tiles`' records, as `envwatch.tile_thresholds` holds them."""
+    return {label: t for record in records for label, t in record["tile_thresholds"].items()}
+
+
 def report(scores: dict[str, ProbeScore]) -> str:
     """A Markdown table: per problem type and tiling mode, photos flagged out of photos scored."""
     modes = list(scores)
@@ -290,7 +295,7 @@ def main(args) -> int:
         except ProbeError as exc:
             print(f"envwatch probe calibrate-tiles: {exc}")
             return 2
-        chosen = {label: t for record in records for label, t in record["tile_thresholds"].items()}
+        chosen = chosen_tile_thresholds(records)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(chosen, indent=2) + "\n")
         args.out.with_suffix(".record.json").write_text(json.dumps(records, indent=2) + "\n")
