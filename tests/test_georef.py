@@ -101,7 +101,20 @@ def test_heading_and_tilt_turn_and_push_the_ground_point(tmp_path: Path) -> None
     forward = camera(photo(tmp_path, xmp=DJI | {"GimbalPitchDegree": "-60.0"}))
     found = forward.locate(box_at(0, 0))  # 30 degrees off nadir, facing north
     assert bearing_and_distance(found.lat, found.lon) == pytest.approx((0, 100 * math.tan(math.radians(30))), abs=0.05)
-    assert forward.locate(box_at(0, -374)) is not None and forward.footprint() is not None
+    # Near the top edge the ray is 30 deg + atan(374 / f) off nadir; the top corners lie that far north and
+    # 500 px east or west, scaled by how far down the corner's ray points (f cos 30 - 375 sin 30, in pixels).
+    found = forward.locate(box_at(0, -374))
+    far = 100 * math.tan(math.radians(30) + math.atan(374 / forward.focal_px))
+    assert bearing_and_distance(found.lat, found.lon) == pytest.approx((0, far), abs=0.05)
+    f, tilt = forward.focal_px, math.radians(30)
+    down = f * math.cos(tilt) - 375 * math.sin(tilt)
+    north, east = 100 * (f * math.sin(tilt) + 375 * math.cos(tilt)) / down, 100 * 500 / down
+    ring = forward.footprint()
+    assert ring is not None
+    top_left, top_right = (bearing_and_distance(lat, lon) for lon, lat in ring[:2])
+    bearing = math.degrees(math.atan2(east, north))
+    assert top_left == pytest.approx((360 - bearing, math.hypot(north, east)), abs=0.05)
+    assert top_right == pytest.approx((bearing, math.hypot(north, east)), abs=0.05)
     sky = camera(photo(tmp_path, xmp=DJI | {"GimbalPitchDegree": "-10.0"}))
     assert sky.locate(box_at(0, -350)) is None and sky.footprint() is None, "above the horizon is never ground"
 

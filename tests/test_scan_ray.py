@@ -127,4 +127,5 @@ def test_a_separate_scan_joins_the_ray_cluster_by_address(
     assert completed.returncode == 0, completed.stderr
     assert completed.stderr.strip().splitlines()[-1].startswith("envwatch scan: 9 images, ")
     assert out.read_text(encoding="utf-8") == local_outputs["jsonl"]
-    assert ray.is_initialized(), "the joined cluster was left running"
+    nodes = ray.nodes()
+    assert nodes and all(node["Alive"] for node in nodes), "the joined cluster was left running"

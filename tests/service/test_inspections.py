@@ -105,11 +105,16 @@ def test_default_thresholds_are_the_models_shipped_ones(
 ) -> None:
     with server.client(inspector_key) as client:
         labels = {label["key"]: label for label in client.get("/v1/model").json()["labels"]}
-        response = upload(client, [(p.name, p.read_bytes()) for p in fire_photos[2:4] + garbage_photos[2:4]])
+        files = [(p.name, p.read_bytes()) for p in fire_photos[2:4] + garbage_photos[2:4]]
+        response = upload(client, files)
+        low = upload(client, files, conf=LOW_CONF)
     assert response.status_code == 201, response.text
-    for finding in response.json()["findings"]:
-        assert finding["score"] >= labels[finding["label"]]["threshold"] - 1e-4
     shipped = Detector.load(Path(server.env["ENVWATCH_MODEL_PATH"]))
+    assert {key: label["threshold"] for key, label in labels.items()} == pytest.approx(shipped.thresholds)
+    findings = response.json()["findings"]
+    assert findings and all(f["score"] >= shipped.thresholds[f["label"]] - 1e-4 for f in findings)
+    below = [f for f in low.json()["findings"] if f["score"] < shipped.thresholds[f["label"]] - 1e-4]
+    assert below, "a low conf raises what the shipped thresholds hold back"
     tiles = {name: shipped.tile_thresholds.get(name) for name in shipped.names}
     assert {key: label["tile_threshold"] for key, label in labels.items()} == tiles
 
@@ -131,7 +136,7 @@ def test_same_photo_is_stored_once_and_scored_the_same(
     def essence(body: dict) -> list[tuple]:
         return [(f["type"], f["label"], f["score"], tuple(f["box"].values())) for f in body["findings"]]
 
-    assert essence(first) == essence(second)
+    assert essence(first) and essence(first) == essence(second)
 
 
 def test_client_id_replays_the_first_inspection_without_new_work(

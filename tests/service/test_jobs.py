@@ -150,6 +150,18 @@ def test_folder_jobs_are_admin_only_and_confined_to_the_jobs_root(
     assert sorted(r["file"] for r in inspection["files"]) == sorted(f"乡镇A/{p.name}" for p in garbage_photos[:3])
 
 
+def settled(client: httpx.Client, job_id: int, quiet_s: float = 5.0, limit_s: float = 120.0) -> dict:
+    """The job once its `processed` count has not moved for `quiet_s`: a job still working would have moved it."""
+    job, since, deadline = client.get(f"/v1/jobs/{job_id}").json(), time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"job {job_id} kept processing: {job}"
+        time.sleep(0.25)
+        now = client.get(f"/v1/jobs/{job_id}").json()
+        if now["processed"] != job["processed"]:
+            job, since = now, time.monotonic()
+    return job
+
+
 def test_cancel_stops_before_the_next_file(server: Server, inspector_key: str, fire_photos: list[Path]) -> None:
     entries = {f"p{i}.jpg": data for i, data in enumerate(big_jpegs(fire_photos, 12))}
     with server.client(inspector_key) as client:
@@ -157,8 +169,7 @@ def test_cancel_stops_before_the_next_file(server: Server, inspector_key: str, f
             "id"
         ]
         cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
-        time.sleep(1.5)
-        later = client.get(f"/v1/jobs/{job_id}").json()
+        later = settled(client, job_id)
         again = client.post(f"/v1/jobs/{job_id}/cancel")
         missing = client.post("/v1/jobs/999999/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -163,4 +164,6 @@ def test_summary_counts_per_type(server: Server, integration_key: str, seeded: d
     assert summary["reviewed_images"] == len(provenance["images"])
     assert sum(t["positives"] for t in summary["types"]) == sum(len(i["boxes"]) for i in provenance["images"])
     assert {"floating_river_waste", "road_occupying_stall", "illegal_ad", "illegal_structure"} <= set(by_type)
-    assert by_type["clutter_pile"]["positives"] >= 1 and by_type["clutter_pile"]["name_zh"] == "乱堆乱放"
+    exported = Counter(b["type"] for i in provenance["images"] for b in i["boxes"])
+    assert exported["clutter_pile"] >= 1 and by_type["clutter_pile"]["name_zh"] == "乱堆乱放"
+    assert {t: c["positives"] for t, c in by_type.items() if c["positives"]} == dict(exported)

@@ -285,7 +285,8 @@ def test_fix_a_findings_type_and_box(open_page, server: Server, inspector_key: s
 def test_a_read_only_key_sees_labels_but_no_labelling_controls(
     open_page, server: Server, inspector_key: str, integration_key: str
 ) -> None:
-    inspection = _inspection(server, inspector_key, geotagged(FOLLOWUP_PHOTO, lat=28.9), "readonly.jpg")
+    inspection = _inspection(server, inspector_key, geotagged(FLAGGED_PHOTO, lat=28.9), "readonly.jpg")
+    assert inspection["findings"], "the flagged photo gives the finding page to check"
     image = inspection["files"][0]["image"]
     box = {"x1": 10, "y1": 12, "x2": 200, "y2": 150}
     with server.client(inspector_key) as client:
@@ -302,10 +303,9 @@ def test_a_read_only_key_sees_labels_but_no_labelling_controls(
     assert page.locator(controls).count() == 0
     screenshot(page, "desktop-readonly-labels")
 
-    if inspection["findings"]:
-        page.goto(f"/#/findings/{inspection['findings'][0]['id']}")
-        _loaded_panel(page, ".finding-layout", image["id"])
-        assert page.locator(controls).count() == 0
+    page.goto(f"/#/findings/{inspection['findings'][0]['id']}")
+    _loaded_panel(page, ".finding-layout", image["id"])
+    assert page.locator(controls).count() == 0
     page.goto("/#/labels")
     page.wait_for_selector("#labels-count")
     assert page.locator(f"tr[data-label-id='{label['id']}']").count() == 1
