@@ -9,14 +9,14 @@ operator can see why instead of a crash loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from inference_api import auth, db, errors
+from inference_api.body_limit import BodyLimit
 from inference_api.deps import AppState
 from inference_api.jobs import JobRunner
 from inference_api.model_watch import ModelWatcher
@@ -90,22 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_watcher = watcher
     errors.install(app)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """413 before reading a body whose declared length is over the limit."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "request_too_large",
-                        "message": f"request body of {length} bytes exceeds {settings.max_request_bytes}",
-                    }
-                },
-                status_code=413,
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_middleware(app, state.metrics)
     for module in (health, keys, model, models, inspections, findings, labels, exports, images, jobs, web):
         app.include_router(module.router)

@@ -78,7 +78,9 @@ def install(app: FastAPI) -> None:
             # The framework's only 400: a body it cannot parse (JSON that is not UTF-8, a broken multipart
             # form). That is an invalid request like any other, answered as documented: 422 invalid_request.
             return JSONResponse({"error": {"code": "invalid_request", "message": message}}, status_code=422)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         return JSONResponse(
             {"error": {"code": code, "message": message}},
             status_code=exc.status_code,

@@ -6,18 +6,24 @@ move (a compare-and-set), so after a crash or restart the runner resumes at the 
 item and nothing is recorded twice. Cancelling stops the runner before the next item.
 
 Zips are hostile input: entries with absolute paths, `..`, or links are refused, and so are
-archives whose entry count, total expanded size or per-entry compression ratio exceed the limits
-(zip bombs); extraction also counts the bytes actually produced rather than trusting headers.
+archives whose entry count, total expanded size or compression ratio (per entry, or of all entries
+together) exceed the limits (zip bombs); extraction also counts the bytes actually produced rather
+than trusting headers. Entries Python cannot read (encrypted, or compressed by an unknown method)
+are refused before anything is written.
 """
 
 from __future__ import annotations
 
 import logging
+import lzma
+import os
 import shutil
 import stat
 import threading
+import time
 import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -29,24 +35,36 @@ from inference_api.db import transaction
 from inference_api.deps import AppState
 from inference_api.errors import ApiError
 from inference_api.models import Job, JobItem, utcnow
-from model.images import IMAGE_SUFFIXES
+from model.images import IMAGE_SUFFIXES, path_text
 from model.tiling import TileMode
 
 log = logging.getLogger("envwatch.jobs")
 
 ACTIVE = ("queued", "running")
+READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+"""Compression methods Python's zipfile can expand; others (AES, Deflate64, ...) raise mid-read."""
+LEFTOVER_AGE_S = 3600
+"""Age after which a jobs folder no job reads is deleted; younger ones may be an upload still extracting."""
 
 
 def _unsafe(message: str) -> ApiError:
     return ApiError(422, "unsafe_archive", message)
 
 
+def _invalid(message: str) -> ApiError:
+    return ApiError(422, "invalid_archive", message)
+
+
 def safe_members(archive: zipfile.ZipFile, max_entries: int, max_total: int, max_ratio: float) -> list[zipfile.ZipInfo]:
-    """The archive's image files, after refusing traversal, links and zip bombs (422 `unsafe_archive`)."""
+    """The archive's image files, after refusing traversal, links and zip bombs (422 `unsafe_archive`).
+
+    The ratio is checked per entry and for the whole archive: many entries of just under 1 MB,
+    each exempt as too small to matter, once expanded 600 kB into 480 MB.
+    """
     infos = archive.infolist()
     if len(infos) > max_entries:
         raise _unsafe(f"the zip has {len(infos)} entries, more than {max_entries}")
-    total = 0
+    total = packed = 0
     members = []
     for info in infos:
         name = info.filename.replace("\\", "/")
@@ -57,13 +75,22 @@ def safe_members(archive: zipfile.ZipFile, max_entries: int, max_total: int, max
             raise _unsafe(f"the zip entry {info.filename!r} is a link")
         if info.is_dir():
             continue
+        if info.flag_bits & 0x1:
+            raise _invalid(f"the zip entry {info.filename!r} is encrypted; send the photos unencrypted")
+        if info.compress_type not in READABLE_METHODS:
+            raise _invalid(
+                f"the zip entry {info.filename!r} uses compression method {info.compress_type}, not supported"
+            )
         total += info.file_size
+        packed += info.compress_size
         if total > max_total:
             raise _unsafe(f"the zip expands to more than {max_total} bytes")
         if info.file_size > 1_000_000 and info.file_size / max(info.compress_size, 1) > max_ratio:
             raise _unsafe(f"the zip entry {info.filename!r} is compressed more than {max_ratio:.0f}:1 (zip bomb?)")
         if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES and not PurePosixPath(name).name.startswith("."):
             members.append(info)
+    if total > 1_000_000 and total / max(packed, 1) > max_ratio:
+        raise _unsafe(f"the zip's entries together are compressed more than {max_ratio:.0f}:1 (zip bomb?)")
     return members
 
 
@@ -77,8 +104,9 @@ def extract(
     """
     try:
         archive = zipfile.ZipFile(stream)
-    except zipfile.BadZipFile as exc:
-        raise ApiError(422, "invalid_archive", f"not a readable zip file: {exc}") from None
+    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, ValueError) as exc:
+        # UnicodeDecodeError: an entry name flagged as UTF-8 that is not
+        raise _invalid(f"not a readable zip file: {exc}") from None
     staging = target.with_name(target.name + ".part")
     with archive:
         members = safe_members(archive, max_entries, max_total, max_ratio)
@@ -95,11 +123,20 @@ def extract(
                         if written_total > max_total:
                             raise _unsafe(f"the zip expands to more than {max_total} bytes")
                         sink.write(chunk)
-                files.append((name, target / out.name))
+                files.append((services.clean_filename(name), target / out.name))
             staging.rename(target)
-        except (zipfile.BadZipFile, EOFError) as exc:
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            zlib.error,
+            lzma.LZMAError,
+            NotImplementedError,
+            RuntimeError,
+            ValueError,
+        ) as exc:
+            # what zipfile raises on damaged or unreadable data once past the headers
             shutil.rmtree(staging, ignore_errors=True)
-            raise ApiError(422, "invalid_archive", f"the zip is corrupt: {exc}") from None
+            raise _invalid(f"the zip is corrupt: {exc}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -139,7 +176,7 @@ def create_job(
         session.add(job)
         session.flush()
         session.add_all(
-            JobItem(job_id=job.id, position=i, name=name, path=str(path), status="pending")
+            JobItem(job_id=job.id, position=i, name=name, path=stored_path(path), status="pending")
             for i, (name, path) in enumerate(files)
         )
         return job.id
@@ -149,7 +186,7 @@ def folder_files(folder: Path, root: Path) -> list[tuple[str, Path]]:
     """Images under `folder`, skipping hidden files and links that lead outside `root`."""
     root = root.resolve()
     return [
-        (str(p.relative_to(folder)), p)
+        (path_text(p.relative_to(folder)), p)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
         and p.suffix.lower() in IMAGE_SUFFIXES
@@ -158,8 +195,49 @@ def folder_files(folder: Path, root: Path) -> list[tuple[str, Path]]:
     ]
 
 
-def zip_job_dir(state: AppState) -> Path:
-    return state.images.root.parent / "jobs" / uuid.uuid4().hex
+def stored_path(path: Path) -> str:
+    """The path as a text column can hold it, and `open` can take back (`opened_path`).
+
+    A name that is not UTF-8 cannot be stored as text, and a display form like `\\xb5` is not
+    the file's name; so such paths are kept as `hex:` and their bytes. Stored paths are absolute
+    otherwise, so the prefix cannot be a real path's start.
+    """
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "hex:" + raw.hex()
+
+
+def opened_path(stored: str) -> str | bytes:
+    return bytes.fromhex(stored.removeprefix("hex:")) if stored.startswith("hex:") else stored
+
+
+def jobs_dir(state: AppState) -> Path:
+    """Where zips are extracted, one folder per upload, beside the image store."""
+    return state.images.root.parent.resolve() / "jobs"
+
+
+def create_zip_job(
+    state: AppState,
+    principal: Principal,
+    archive: BinaryIO,
+    archive_name: str,
+    meta: services.InspectionMeta,
+    conf: float | None,
+    tile: TileMode,
+) -> int:
+    """Extract the zip into a new folder and make its job; the folder is removed again if no job is made."""
+    settings = state.settings
+    target = jobs_dir(state) / uuid.uuid4().hex
+    files = extract(
+        archive, target, settings.max_zip_entries, settings.max_zip_uncompressed_bytes, settings.max_zip_ratio
+    )
+    try:
+        return create_job(state, principal, "zip", archive_name, files, meta, conf, tile)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
 def cancel(state: AppState, job_id: int) -> None:
@@ -189,21 +267,45 @@ class JobRunner:
     def start(self) -> None:
         self._thread.start()
 
-    def sweep(self, job_ids: list[int] | None = None) -> None:
-        """Delete the extracted files of finished zip jobs (all of them when `job_ids` is None).
+    def sweep(self, job_ids: list[int]) -> None:
+        """Delete the extracted files of these zip jobs once they have finished.
 
         Only the runner deletes, and only jobs it is not working on, so no file vanishes mid-read.
         """
-        jobs_dir = (self.state.images.root.parent / "jobs").resolve()
+        folder_of_jobs = jobs_dir(self.state)
         with self.state.sessions() as session:
-            query = select(Job.id).where(Job.kind == "zip", Job.status.not_in(ACTIVE))
-            if job_ids is not None:
-                query = query.where(Job.id.in_(job_ids))
+            query = select(Job.id).where(Job.kind == "zip", Job.status.not_in(ACTIVE), Job.id.in_(job_ids))
             for job_id in session.scalars(query).all():
                 first = session.scalar(select(JobItem.path).where(JobItem.job_id == job_id).limit(1))
                 folder = Path(first).parent.resolve() if first else None
-                if folder and folder.parent == jobs_dir and folder.exists():
+                if folder and folder.parent == folder_of_jobs and folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_leftovers(self, min_age_s: float = LEFTOVER_AGE_S) -> None:
+        """Delete the jobs folders no active job reads: those of finished jobs, and those a crash left.
+
+        A server killed mid-extraction leaves `<uuid>.part`; one killed between extraction and the
+        job's commit leaves a folder no job names. Such folders younger than `min_age_s` are spared:
+        on a data dir shared by several servers, they may be another server's upload in progress.
+        """
+        folder_of_jobs = jobs_dir(self.state)
+        if not folder_of_jobs.is_dir():
+            return
+        with self.state.sessions() as session:
+            rows = session.execute(
+                select(JobItem.path, Job.status)
+                .join(Job, Job.id == JobItem.job_id)
+                .where(Job.kind == "zip", JobItem.position == 0)
+            ).all()
+        active = {Path(path).parent.resolve() for path, status in rows if status in ACTIVE}
+        finished = {Path(path).parent.resolve() for path, status in rows if status not in ACTIVE}
+        now = time.time()
+        for folder in folder_of_jobs.iterdir():
+            if not folder.is_dir() or folder.resolve() in active:
+                continue
+            if folder.resolve() in finished or now - folder.stat().st_mtime > min_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info("removed a jobs folder no active job reads", extra={"folder": folder.name})
 
     def stop(self) -> None:
         self._stop.set()
@@ -211,9 +313,9 @@ class JobRunner:
 
     def _run(self) -> None:
         try:
-            self.sweep()
+            self.remove_leftovers()
         except Exception:
-            log.exception("sweeping finished jobs failed")
+            log.exception("removing leftover jobs folders failed")
         while not self._stop.is_set():
             try:
                 worked = self.step()
@@ -264,7 +366,7 @@ class JobRunner:
     def _score(self, job: Job, item: JobItem) -> None:
         state = self.state
         try:
-            with open(item.path, "rb") as handle:
+            with open(opened_path(item.path), "rb") as handle:
                 upload = services.read_upload(item.name, handle, state.settings.max_upload_bytes)
         except OSError as exc:
             upload = services.Upload(

@@ -9,6 +9,7 @@ a failure at any point leaves nothing half-written.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -102,9 +103,16 @@ class InspectionMeta:
         )
 
 
+def clean_filename(name: str | None) -> str:
+    """A client's file name as the ledger keeps it: control characters (NUL, which PostgreSQL text refuses,
+    line breaks) become U+FFFD, and it is cut to 300 characters."""
+    kept = "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cs") else c for c in (name or "(unnamed)"))
+    return kept[:300]
+
+
 def read_upload(name: str | None, stream: BinaryIO, max_bytes: int) -> Upload:
     """Read at most `max_bytes` + 1 bytes, so an oversized file is recognised without being held whole."""
-    filename = (name or "(unnamed)")[:300]
+    filename = clean_filename(name)
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         return Upload(
@@ -130,60 +138,56 @@ def analyse(
 ) -> list[Analysed]:
     """Decode and score `uploads`; per-file problems become per-file errors, never a failed batch.
 
+    Decoding and detecting go `DETECT_BATCH` files at a time, so a request holds the pixels of
+    one batch, not of all its files: 32 small PNGs of 59 MP each would otherwise need 6 GB.
+
     `tile` is model/tiling.py's mode: drone frames need it to see small problems, while an
     inspector's close-up phone photo would only pay its time and its extra false alarms, so
     `auto` tiles only what the file says was taken from the air.
     """
-    from model.images import ImageError, load_image
     from model.problems import problems_from
     from model.tiling import detect_images
 
     results: list[Analysed] = []
-    decoded: list[tuple[Analysed, LoadedImage]] = []
-    for upload in uploads:
-        if upload.error is not None:
-            results.append(Analysed(upload.name, error=upload.error))
-            continue
-        try:
-            loaded = load_image(upload.data, upload.name, settings.max_pixels, settings.max_upload_bytes)
-        except ImageError as exc:
-            results.append(
-                Analysed(upload.name, error=FileError(file=upload.name, code="invalid_image", message=str(exc)))
-            )
-            continue
-        except Exception as exc:  # a decoder bug must not fail the other files
-            log.warning("image failed to load", extra={"file": upload.name, "error": repr(exc)})
-            results.append(
-                Analysed(
-                    upload.name,
-                    error=FileError(
-                        file=upload.name, code="invalid_image", message=f"the image could not be read: {exc}"
-                    ),
-                )
-            )
-            continue
-        item = Analysed(
-            upload.name,
-            upload.data,
-            sha256=loaded.sha256,
-            width=int(loaded.width),
-            height=int(loaded.height),
-            gps=loaded.gps,
-            captured_at=_aware(loaded.captured_at, settings.exif_timezone),
-            model_version=str(detector.version),
-            warnings=list(getattr(loaded, "warnings", []) or []),
-        )
-        results.append(item)
-        decoded.append((item, loaded))
-    for start in range(0, len(decoded), DETECT_BATCH):
-        chunk = decoded[start : start + DETECT_BATCH]
-        pixels, aerial = [image.pixels for _, image in chunk], [image.aerial for _, image in chunk]
+    for start in range(0, len(uploads), DETECT_BATCH):
+        chunk = [_decode(upload, detector, settings) for upload in uploads[start : start + DETECT_BATCH]]
+        results.extend(item for item, _ in chunk)
+        decoded = [(item, image) for item, image in chunk if image is not None]
+        pixels, aerial = [image.pixels for _, image in decoded], [image.aerial for _, image in decoded]
         outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial)
-        for (item, _), detections in zip(chunk, outputs, strict=True):
+        for (item, _), detections in zip(decoded, outputs, strict=True):
             item.detections = len(detections)
             problems = sorted(problems_from(detections), key=lambda p: -float(p.score))
             item.problems = problems[:MAX_FINDINGS_PER_IMAGE]
     return results
+
+
+def _decode(upload: Upload, detector: Detector, settings: Settings) -> tuple[Analysed, LoadedImage | None]:
+    """The upload's record and its pixels; no pixels when it cannot be used, and the record says why."""
+    from model.images import ImageError, load_image
+
+    if upload.error is not None:
+        return Analysed(upload.name, error=upload.error), None
+    try:
+        loaded = load_image(upload.data, settings.max_pixels, settings.max_upload_bytes)
+    except ImageError as exc:
+        return Analysed(upload.name, error=FileError(file=upload.name, code="invalid_image", message=str(exc))), None
+    except Exception as exc:  # a decoder bug must not fail the other files
+        log.warning("image failed to load", extra={"file": upload.name, "error": repr(exc)})
+        message = f"the image could not be read: {exc}"
+        return Analysed(upload.name, error=FileError(file=upload.name, code="invalid_image", message=message)), None
+    item = Analysed(
+        upload.name,
+        upload.data,
+        sha256=loaded.sha256,
+        width=int(loaded.width),
+        height=int(loaded.height),
+        gps=loaded.gps,
+        captured_at=_aware(loaded.captured_at, settings.exif_timezone),
+        model_version=str(detector.version),
+        warnings=list(loaded.warnings),
+    )
+    return item, loaded
 
 
 def _store_files(state: AppState, analysed: list[Analysed]) -> list[str]:
@@ -416,15 +420,28 @@ def transition(
         raise
 
 
+JPEG_MAX_SIDE = 65_500
+"""The longest side a JPEG can hold; a longer stored image (a drone strip) is drawn scaled down to it."""
+
+
 def annotate(
-    data: bytes, name: str, boxes: list[tuple[str, float, tuple[float, float, float, float]]], settings: Settings
+    data: bytes, boxes: list[tuple[str, float, tuple[float, float, float, float]]], settings: Settings
 ) -> bytes:
     """The image (EXIF orientation applied, as the boxes are) with `boxes` drawn, as JPEG bytes."""
     import cv2
 
     from model.images import load_image
 
-    pixels = load_image(data, name, settings.max_pixels, max(settings.max_upload_bytes, len(data))).pixels.copy()
+    pixels = load_image(data, settings.max_pixels, max(settings.max_upload_bytes, len(data))).pixels
+    scale = min(1.0, JPEG_MAX_SIDE / max(pixels.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        boxes = [
+            (label, score, (x1 * scale, y1 * scale, x2 * scale, y2 * scale)) for label, score, (x1, y1, x2, y2) in boxes
+        ]
+    else:
+        pixels = pixels.copy()
     colours = {"burning": (0, 0, 255), "overflowing_garbage": (0, 165, 255), "exposed_garbage": (0, 255, 255)}
     thickness = max(2, round(max(pixels.shape[:2]) / 400))
     for label, score, (x1, y1, x2, y2) in boxes:

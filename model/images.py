@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,10 @@ Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, with a clearer mes
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """File suffixes taken for photos when walking folders (case-insensitive)."""
 DEFAULT_MAX_PIXELS = 120_000_000
+MIN_SIDE = 16
+"""Fewer pixels than this on a side is no photo of a scene: letterboxed, it is a smear the model guesses on."""
+WIDE_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+"""Greyscale of more than 8 bits (16-bit PNG, 32-bit int or float TIFF), which Pillow's RGB conversion clips."""
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
@@ -103,31 +108,51 @@ def read_capture_time(exif: Image.Exif) -> datetime | None:
     return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
 
 
-def load_image(
-    data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
-) -> LoadedImage:
+def _rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB of any mode, scaling wide greyscale to 0-255 where Pillow would clip it to white or black."""
+    if image.mode not in WIDE_GREY_MODES:
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if image.mode == "F" and low >= 0 and high <= 1:
+        top = 1.0  # float images in 0-1, the usual convention
+    elif image.mode != "F" and low >= 0 and high <= 255:
+        top = 255.0
+    elif image.mode != "F" and low >= 0 and high <= 65535:
+        top = 65535.0  # 16-bit samples, whatever container Pillow chose
+    else:  # an unknown range (elevation, raw sensor counts): stretch what is there
+        values, top = values - low, max(high - low, 1e-12)
+    grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedImage:
+    """The photo as the model and a person see it; `ImageError` says why not, without naming the file.
+
+    The caller names the file in its own report (the scan's `image`, the API's `file`).
+    """
     if not data:
-        raise ImageError(f"{name}: empty file (0 bytes)")
+        raise ImageError("empty file (0 bytes)")
     if len(data) > max_bytes:
-        raise ImageError(f"{name}: {len(data):,} bytes is more than the limit of {max_bytes:,}")
+        raise ImageError(f"{len(data):,} bytes is more than the limit of {max_bytes:,}")
     try:
         image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, ImportError):
         # ImportError: Ultralytics, once imported, patches Image.open to load a HEIF plugin on unknown data
-        raise ImageError(f"{name}: not an image (no known image format)") from None
+        raise ImageError("not an image (no known image format)") from None
     except Exception as exc:  # Pillow raises many types on hostile headers
-        raise ImageError(f"{name}: unreadable image header ({exc})") from None
+        raise ImageError(f"unreadable image header ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(
-            f"{name}: {width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}"
-        )
+        raise ImageError(f"{width}x{height} is {width * height:,} pixels, more than the limit of {max_pixels:,}")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{width}x{height} is too small to inspect (at least {MIN_SIDE} pixels a side)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
     except Exception as exc:
-        raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
+        raise ImageError(f"truncated or corrupt image data ({exc})") from None
     loaded_warnings: list[str] = []
     aerial = is_aerial(image)
     gps = captured_at = None
@@ -150,9 +175,20 @@ def load_image(
     except Exception as exc:
         upright = image
         loaded_warnings.append(f"EXIF orientation ignored ({exc})")
-    pixels = np.asarray(upright.convert("RGB"))[:, :, ::-1].copy()
+    pixels = np.asarray(_rgb(upright))[:, :, ::-1].copy()
     sha256 = hashlib.sha256(data).hexdigest()
     return LoadedImage(pixels, pixels.shape[1], pixels.shape[0], sha256, gps, captured_at, loaded_warnings, aerial)
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """`path` as text a UTF-8 output can hold: its bytes decoded as UTF-8, other bytes as `\\xNN`.
+
+    Linux file names are bytes; Python keeps the bytes that are not UTF-8 as lone surrogates,
+    which a strict UTF-8 stream refuses, so one such name would stop the whole scan. Valid names
+    are unchanged, the text is idempotent (the manifest and the writers may both apply it) and a
+    person can still read and find the file (`b\\xff.jpg` is the file named b, byte 0xFF, .jpg).
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def load_image_file(
@@ -160,5 +196,5 @@ def load_image_file(
 ) -> LoadedImage:
     size = path.stat().st_size
     if size > max_bytes:
-        raise ImageError(f"{path}: {size:,} bytes is more than the limit of {max_bytes:,}")
-    return load_image(path.read_bytes(), str(path), max_pixels, max_bytes)
+        raise ImageError(f"{size:,} bytes is more than the limit of {max_bytes:,}")
+    return load_image(path.read_bytes(), max_pixels, max_bytes)

@@ -39,7 +39,7 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def test_real_photo_loads_as_bgr(real_jpeg: bytes) -> None:
-    loaded = load_image(real_jpeg, "real.jpg")
+    loaded = load_image(real_jpeg)
     assert loaded.pixels.dtype == np.uint8
     assert loaded.pixels.shape == (loaded.height, loaded.width, 3) == (480, 480, 3)
     assert loaded.gps is None and loaded.captured_at is None and loaded.warnings == []
@@ -47,7 +47,7 @@ def test_real_photo_loads_as_bgr(real_jpeg: bytes) -> None:
 
 def test_zero_bytes_is_refused() -> None:
     with pytest.raises(ImageError, match=r"empty file \(0 bytes\)"):
-        load_image(b"", "empty.jpg")
+        load_image(b"")
 
 
 def test_text_renamed_jpg_is_refused(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_text_renamed_jpg_is_refused(tmp_path: Path) -> None:
 
 def test_truncated_jpeg_is_refused(real_jpeg: bytes) -> None:
     with pytest.raises(ImageError, match="truncated or corrupt"):
-        load_image(real_jpeg[: len(real_jpeg) // 2], "half.jpg")
+        load_image(real_jpeg[: len(real_jpeg) // 2])
 
 
 def test_png_decompression_bomb_is_refused_from_its_header() -> None:
@@ -77,13 +77,55 @@ def test_png_decompression_bomb_is_refused_from_its_header() -> None:
     assert len(bomb) < 1_000_000
     assert Image.open(io.BytesIO(bomb)).size == (side, side)  # a well-formed PNG, only too big
     with pytest.raises(ImageError, match=r"30000x30000 is 900,000,000 pixels, more than the limit"):
-        load_image(bomb, "bomb.png")
+        load_image(bomb)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (15, 4000), (4000, 15)])
+def test_images_too_small_to_inspect_are_refused(size: tuple[int, int]) -> None:
+    """A 1x1 red pixel letterboxed to the model's input was once raised as burning at 0.89."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (220, 30, 20)).save(buffer, "PNG")
+    with pytest.raises(ImageError, match=rf"{size[0]}x{size[1]} is too small to inspect \(at least 16 pixels"):
+        load_image(buffer.getvalue())
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (220, 30, 20)).save(buffer, "PNG")
+    assert load_image(buffer.getvalue()).width == 16
+
+
+def encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_wide_greyscale_keeps_its_contrast() -> None:
+    """16-bit PNG and float TIFF samples are scaled to 0-255; Pillow's own RGB conversion clips them flat."""
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    sixteen = Image.fromarray((ramp * 65535).astype(np.uint16))
+    as_float = Image.fromarray(ramp.astype(np.float32), "F")
+    for data in (encoded(sixteen, "PNG"), encoded(as_float, "TIFF")):
+        pixels = load_image(data).pixels
+        assert pixels.shape == (64, 64, 3)
+        assert (pixels[..., 0] == pixels[..., 2]).all()
+        np.testing.assert_allclose(pixels[..., 0].astype(float), np.rint(ramp * 255), atol=1)
+    metres = Image.fromarray((ramp * 800 + 1200).astype(np.float32), "F")  # a height model, in metres
+    stretched = load_image(encoded(metres, "TIFF")).pixels[..., 0]
+    assert (stretched.min(), stretched.max()) == (0, 255)
+
+
+def test_errors_do_not_name_the_file(real_jpeg: bytes, tmp_path: Path) -> None:
+    """Every caller reports the file beside the reason; a name inside the reason appeared twice."""
+    path = tmp_path / "half-a-photo.jpg"
+    path.write_bytes(real_jpeg[: len(real_jpeg) // 2])
+    with pytest.raises(ImageError) as caught:
+        load_image_file(path)
+    assert str(caught.value).startswith("truncated or corrupt image data")
 
 
 def test_byte_limit_is_checked_before_reading(real_jpeg: bytes, tmp_path: Path) -> None:
     limit = len(real_jpeg) - 1
     with pytest.raises(ImageError, match="more than the limit"):
-        load_image(real_jpeg, "big.jpg", max_bytes=limit)
+        load_image(real_jpeg, max_bytes=limit)
     path = tmp_path / "big.jpg"
     path.write_bytes(real_jpeg)
     with pytest.raises(ImageError, match=f"{len(real_jpeg):,} bytes is more than the limit of {limit:,}"):
@@ -106,7 +148,7 @@ def test_exif_gps_and_capture_time_read_back_exactly(refs: tuple[str, str], expe
         6: 12.5,
     }
     exif[EXIF_IFD] = {DATETIME_ORIGINAL: "2024:05:17 09:41:07"}
-    loaded = load_image(jpeg_with_exif(exif), "gps.jpg")
+    loaded = load_image(jpeg_with_exif(exif))
     assert loaded.warnings == []
     assert loaded.gps == {"lat": expected[0], "lon": expected[1], "alt": 12.5}
     assert loaded.captured_at == datetime(2024, 5, 17, 9, 41, 7)
@@ -120,7 +162,7 @@ def test_exif_orientation_is_applied() -> None:
     exif[ORIENTATION] = 6
     buffer = io.BytesIO()
     stored.save(buffer, "PNG", exif=exif)
-    loaded = load_image(buffer.getvalue(), "turned.png")
+    loaded = load_image(buffer.getvalue())
     assert (loaded.width, loaded.height) == (20, 40)
     assert loaded.pixels.shape == (40, 20, 3)
     np.testing.assert_array_equal(loaded.pixels[:20].reshape(-1, 3), [[0, 0, 255]] * 400)  # BGR red on top
@@ -139,7 +181,7 @@ def test_broken_gps_is_a_warning_not_a_failure(gps: dict, reason: str) -> None:
     exif = Image.Exif()
     exif[GPS_IFD] = gps
     exif[EXIF_IFD] = {DATETIME_ORIGINAL: "2024:05:17 09:41:07"}
-    loaded = load_image(jpeg_with_exif(exif), "broken-gps.jpg")
+    loaded = load_image(jpeg_with_exif(exif))
     assert loaded.gps is None
     assert loaded.captured_at == datetime(2024, 5, 17, 9, 41, 7)  # the rest of the EXIF still counts
     assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith("GPS ignored")

@@ -69,7 +69,7 @@ def get_annotated(image_id: IdPath, session: SessionDep, state: StateDep, _: Rea
             boxes.append((p["type"], p["score"], (b["x1"], b["y1"], b["x2"], b["y2"])))
     data = state.images.read(image.sha256)
     try:
-        jpeg = state.pool.run(services.annotate, data, image.sha256, boxes, state.settings)
+        jpeg = state.pool.run(services.annotate, data, boxes, state.settings)
     except Overloaded as exc:
         raise _overloaded(state, exc) from exc
     return Response(jpeg, media_type="image/jpeg")

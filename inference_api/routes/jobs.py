@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -32,10 +31,14 @@ def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDe
     root = state.settings.jobs_root
     if root is None:
         raise ApiError(422, "folder_jobs_disabled", "folder jobs are off: set ENVWATCH_JOBS_ROOT")
-    folder = (root / body.folder).resolve() if not Path(body.folder).is_absolute() else Path(body.folder).resolve()
+    folder = (root / body.folder).resolve()  # an absolute `folder` replaces the root here
     if not folder.is_relative_to(root.resolve()):
         raise ApiError(422, "outside_jobs_root", f"{body.folder} is not inside the jobs root")
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError as exc:  # a name too long for the file system, say
+        raise ApiError(422, "not_a_folder", f"{body.folder} cannot be opened: {exc.strerror or exc}") from None
+    if not is_folder:
         raise ApiError(422, "not_a_folder", f"{body.folder} is not a folder")
     meta = services.InspectionMeta(body.inspector, body.region, body.township, body.village, body.note)
     job_id = jobs.create_job(
@@ -59,13 +62,9 @@ def create_zip_job(
     tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
 ) -> JobOut:
     """Extract the zip safely (traversal, links and zip bombs refused) and score its images in the background."""
-    settings = state.settings
-    target = jobs.zip_job_dir(state)
-    files = jobs.extract(
-        archive.file, target, settings.max_zip_entries, settings.max_zip_uncompressed_bytes, settings.max_zip_ratio
-    )
     meta = services.InspectionMeta(inspector, region, township, village, note)
-    job_id = jobs.create_job(state, principal, "zip", archive.filename or "upload.zip", files, meta, conf, tile)
+    name = services.clean_filename(archive.filename or "upload.zip")
+    job_id = jobs.create_zip_job(state, principal, archive.file, name, meta, conf, tile)
     return _job(session, job_id)
 
 

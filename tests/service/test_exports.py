@@ -114,3 +114,23 @@ def test_annotated_image_has_the_photos_size_and_shows_boxes(
     )
     assert perimeter.mean() > 0.5, "the finding's box outline is drawn"
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_image_longer_than_a_jpeg_can_hold_is_drawn_scaled_down(
+    server: Server, inspector_key: str, integration_key: str, upload: Upload
+) -> None:
+    """A 20 x 70000 strip is a valid upload; its annotated view is fitted to JPEG's 65500 px limit."""
+    strip = np.zeros((70_000, 20, 3), np.uint8)
+    strip[:, :, 1] = np.linspace(0, 255, 70_000, dtype=np.uint8)[:, None]
+    ok, png = cv2.imencode(".png", strip)
+    assert ok
+    with server.client(inspector_key) as client:
+        response = upload(client, [("strip.png", png.tobytes())])
+    assert response.status_code == 201, response.text
+    image = response.json()["files"][0]["image"]
+    assert (image["width"], image["height"]) == (20, 70_000)
+    with server.client(integration_key) as client:
+        annotated = client.get(f"/v1/images/{image['id']}/annotated.jpg")
+    assert annotated.status_code == 200, annotated.text
+    drawn = cv2.imdecode(np.frombuffer(annotated.content, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape[:2] == (65_500, 19)

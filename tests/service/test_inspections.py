@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -224,6 +224,59 @@ def test_request_over_the_body_limit_is_413(
         response = upload(client, [(f"n{i}.jpg", big) for i in range(count)])
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def chunked_form(files: list[tuple[str, bytes]], boundary: str) -> Iterator[bytes]:
+    """A multipart body sent piece by piece: httpx gives it no Content-Length, only chunked encoding."""
+    for name, data in files:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        yield data
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def test_chunked_request_is_counted_against_the_body_limit(
+    server: Server, inspector_key: str, noise_jpeg: Callable[[int, int], bytes], fire_photos: list[Path]
+) -> None:
+    """A body without Content-Length is counted as it arrives; under the limit it is scored as usual."""
+    big = noise_jpeg(1200, 1200)
+    boundary = "envwatch-test-boundary"
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    over = [(f"n{i}.jpg", big) for i in range(MAX_REQUEST // len(big) + 1)]
+    before_total, before_files = inspection_total(server), stored_files(server)
+    with server.client(inspector_key) as client:
+        refused = client.post("/v1/inspections", content=chunked_form(over, boundary), headers=headers)
+        assert (inspection_total(server), stored_files(server)) == (before_total, before_files)
+        small = [(fire_photos[0].name, fire_photos[0].read_bytes())]
+        accepted = client.post("/v1/inspections", content=chunked_form(small, boundary), headers=headers)
+    assert refused.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in refused.request.headers
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"]["code"] == "request_too_large"
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["files"][0]["file"] == fire_photos[0].name
+
+
+def test_control_characters_in_a_file_name_are_replaced_not_refused(
+    server: Server, inspector_key: str, fire_photos: list[Path]
+) -> None:
+    """A raw NUL in a multipart file name (PostgreSQL text refuses NUL) must not lose the upload."""
+    boundary = "envwatch-test-boundary"
+    files = [("a\x00b\nc.jpg", fire_photos[1].read_bytes()), (fire_photos[2].name, fire_photos[2].read_bytes())]
+    body = b"".join(chunked_form(files, boundary))
+    assert b"a\x00b\nc.jpg" in body
+    with server.client(inspector_key) as client:
+        response = client.post(
+            "/v1/inspections", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+        )
+    assert response.status_code == 201, response.text
+    assert [(f["file"], f["ok"]) for f in response.json()["files"]] == [
+        ("a\ufffdb\ufffdc.jpg", True),
+        (fire_photos[2].name, True),
+    ]
 
 
 def test_more_files_than_allowed_is_413(

@@ -89,27 +89,57 @@ def test_zip_job_scores_every_image_and_reports_bad_ones(
     assert not any(jobs_dir.iterdir()), "extracted files of a finished zip job are removed"
 
 
+def tampered_zip(name: str, *, flags: int = 0, method: int | None = None, raw_name: bytes | None = None) -> bytes:
+    """A one-entry zip with its header fields rewritten in both the local and the central header."""
+    data = bytearray(zip_of({name: b"\xff\xd8 hardly a photo " * 40}))
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.index(signature) + flags_at
+        data[at : at + 2] = (int.from_bytes(data[at : at + 2], "little") | flags).to_bytes(2, "little")
+        if method is not None:
+            data[at + 2 : at + 4] = method.to_bytes(2, "little")
+    if raw_name is not None:
+        assert len(raw_name) == len(name.encode())
+        data = bytearray(bytes(data).replace(name.encode(), raw_name))
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
-    ("entries", "code"),
+    ("data", "code"),
     [
-        ({"../../escaped.jpg": b"x"}, "unsafe_archive"),
-        ({"/etc/cron.d/evil.jpg": b"x"}, "unsafe_archive"),
-        ({"ok/..\\..\\win.jpg": b"x"}, "unsafe_archive"),
-        ({"bomb.jpg": b"\0" * 30_000_000}, "unsafe_archive"),
-        (None, "invalid_archive"),
+        (zip_of({"../../escaped.jpg": b"x"}), "unsafe_archive"),
+        (zip_of({"/etc/cron.d/evil.jpg": b"x"}), "unsafe_archive"),
+        (zip_of({"ok/..\\..\\win.jpg": b"x"}), "unsafe_archive"),
+        (zip_of({"bomb.jpg": b"\0" * 30_000_000}), "unsafe_archive"),
+        # each entry under the 1 MB that the per-entry ratio ignores; together 30 MB from 30 kB
+        (zip_of({f"z{i}.jpg": b"\0" * 999_999 for i in range(30)}), "unsafe_archive"),
+        (b"PK\x03\x04 this is not really a zip", "invalid_archive"),
+        (tampered_zip("secret.jpg", flags=0x1), "invalid_archive"),
+        (tampered_zip("aes.jpg", method=99), "invalid_archive"),
+        (tampered_zip("bad-X.jpg", flags=0x800, raw_name=b"bad-\xff.jpg"), "invalid_archive"),
+        (zip_of({"readme.txt": b"no photos here"}), "no_images"),
     ],
-    ids=["dotdot", "absolute", "backslash-dotdot", "zip-bomb", "not-a-zip"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "backslash-dotdot",
+        "zip-bomb",
+        "many-small-bombs",
+        "not-a-zip",
+        "encrypted",
+        "unknown-method",
+        "bad-utf8-name",
+        "no-images",
+    ],
 )
 def test_hostile_or_broken_zips_are_refused_and_leave_nothing(
-    server: Server, inspector_key: str, entries: dict[str, bytes] | None, code: str
+    server: Server, inspector_key: str, data: bytes, code: str
 ) -> None:
-    data = zip_of(entries) if entries else b"PK\x03\x04 this is not really a zip"
     jobs_dir = server.data_dir.parent / "jobs"
     before = sorted(jobs_dir.rglob("*")) if jobs_dir.exists() else []
     with server.client(inspector_key) as client:
         response = client.post("/v1/jobs/zip", files={"archive": ("x.zip", data, "application/zip")})
         listed = client.get("/v1/jobs").json()
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == code
     assert (sorted(jobs_dir.rglob("*")) if jobs_dir.exists() else []) == before
     assert not (server.root / "escaped.jpg").exists()
@@ -148,6 +178,33 @@ def test_folder_jobs_are_admin_only_and_confined_to_the_jobs_root(
     assert outside.json()["error"]["code"] == "outside_jobs_root"
     assert (job["kind"], job["total"], job["processed"], job["failed"]) == ("folder", 3, 3, 0)
     assert sorted(r["file"] for r in inspection["files"]) == sorted(f"乡镇A/{p.name}" for p in garbage_photos[:3])
+
+
+def test_folder_job_scores_files_whose_names_are_not_utf8(
+    server: Server, jobs_root: Path, garbage_photos: list[Path]
+) -> None:
+    """A GBK name copied from Windows (垃圾 is b"\\xc0\\xac\\xbb\\xf8") is scored, and shown with escapes."""
+    folder = jobs_root / "gbk"
+    folder.mkdir()
+    gbk = os.path.join(os.fsencode(folder), "垃圾".encode("gbk") + b".jpg")
+    with open(gbk, "wb") as handle:
+        handle.write(garbage_photos[0].read_bytes())
+    (folder / "plain.jpg").write_bytes(garbage_photos[1].read_bytes())
+    with server.admin as admin:
+        created = admin.post("/v1/jobs", json={"folder": "gbk"})
+        assert created.status_code == 201, created.text
+        job = wait_job(admin, created.json()["id"], lambda j: j["status"] == "done")
+        inspection = admin.get(f"/v1/inspections/{job['inspection_id']}").json()
+    assert (job["total"], job["processed"], job["failed"]) == (2, 2, 0)
+    assert sorted(r["file"] for r in inspection["files"]) == ["\\xc0\\xac\\xbb\\xf8.jpg", "plain.jpg"]
+    assert all(r["ok"] for r in inspection["files"])
+
+
+def test_folder_name_too_long_for_the_file_system_is_422(server: Server) -> None:
+    with server.admin as admin:
+        response = admin.post("/v1/jobs", json={"folder": "x" * 300})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "not_a_folder"
 
 
 def settled(client: httpx.Client, job_id: int, quiet_s: float = 5.0, limit_s: float = 120.0) -> dict:
@@ -196,6 +253,15 @@ def test_job_resumes_after_a_crash_and_scores_nothing_twice(
     assert crashing.process is not None
     os.kill(crashing.process.pid, signal.SIGKILL)
     crashing.process.wait()
+    jobs_dir = crashing.data_dir.parent / "jobs"
+    (active_folder,) = list(jobs_dir.iterdir())
+    hour_ago = time.time() - 3700
+    for name in ("killed-mid-extraction.part", "never-became-a-job", "upload-in-progress.part"):
+        (jobs_dir / name).mkdir()
+        (jobs_dir / name / "000000.jpg").write_bytes(b"x")
+        if name != "upload-in-progress.part":
+            os.utime(jobs_dir / name, (hour_ago, hour_ago))
+    os.utime(active_folder, (hour_ago, hour_ago))
     restarted = make_server(
         {"ENVWATCH_DATA_DIR": str(crashing.data_dir), "ENVWATCH_JOBS_ROOT": server.env["ENVWATCH_JOBS_ROOT"]}
     )
@@ -203,6 +269,12 @@ def test_job_resumes_after_a_crash_and_scores_nothing_twice(
         job = wait_job(client, job_id, lambda j: j["status"] == "done")
         inspection = client.get(f"/v1/inspections/{job['inspection_id']}").json()
     assert (job["total"], job["processed"], job["failed"]) == (10, 10, 0)
+    deadline = time.monotonic() + 10  # the done job's folder goes at the runner's next step
+    while len(list(jobs_dir.iterdir())) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(p.name for p in jobs_dir.iterdir()) == ["upload-in-progress.part"], (
+        "an hour-old folder no job reads is removed at start; a young one may be another server's upload"
+    )
     names = [r["file"] for r in inspection["files"]]
     assert sorted(names) == sorted(entries), "each file recorded exactly once"
     image_ids = [r["image"]["id"] for r in inspection["files"]]
