@@ -21,7 +21,10 @@ two-threshold argument above holds for them too. Each problem gets a ground posi
 image carries a georeference (drone EXIF/XMP or GeoTIFF, model/georef.py), else `None`.
 
 `--engine ray` runs the same `scan` on Ray workers (scan_ray.py); with `--out` a manifest
-records what is done so that `--resume` skips it (scan_manifest.py).
+records what is done so that `--resume` skips it (scan_manifest.py). `--out` is checked before
+anything is opened for writing, because opening it empties it: a path that may be a photo is
+refused (`_check_out`). Image paths are carried and written as `path_text` (model/images.py) makes
+them, so names that are not UTF-8 reach the UTF-8 outputs.
 
 Output formats and the CSV schema are described in scan_formats.py and docs/scan.md.
 Exit codes: 0 when the scan ran to the end (unreadable photos are reported per image, not fatal),
@@ -42,13 +45,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from PIL import Image
 from tqdm import tqdm
 
 from inference_api.scan_formats import WRITERS, open_output
-from inference_api.scan_manifest import Manifest, ManifestError
+from inference_api.scan_manifest import Manifest, ManifestError, manifest_path
 from model.detections import Detections
 from model.georef import Position, Ring, read_georeference
-from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file
+from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file, path_text
 from model.problems import Problem, problems_from
 from model.runtime import Detector
 from model.tiling import TileMode, detect_unmerged, merge_tiles
@@ -91,27 +95,45 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _matches(argument: str) -> list[Path]:
+    """The photos a glob pattern names: regular files with an image suffix, and photos in the folders it names.
+
+    A match that is no regular file (a named pipe, a socket, a device, a broken link) is skipped as a
+    folder walk skips it: opening a named pipe to read it would wait for a writer forever.
+    """
+    found: list[Path] = []
+    for match in sorted(Path(m) for m in glob.glob(argument, recursive=True)):
+        if match.is_dir():
+            found += _image_files(match)
+        elif match.suffix.lower() in IMAGE_SUFFIXES and match.is_file():
+            found.append(match)
+    return found
+
+
 def collect_paths(arguments: Iterable[str]) -> list[Path]:
     """The photos named by `arguments`, in argument order, each argument's matches sorted, no repeats.
 
     A file named outright is always scanned (if it is no photo, the scan says so); files found by
     walking a folder or expanding a glob are kept only when their suffix is an image suffix, so
     sidecar files (labels, XMP, thumbnails databases) in a photo folder are not reported as errors.
+    A photo reached by several names (a file named and also in a folder named, a symbolic link, a
+    `**` pattern following a link back up the tree) is scanned once, under the first name found:
+    repeats would count its problems twice.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # real path -> the name it was first found under
     for argument in arguments:
         path = Path(argument)
         if path.is_file():
-            found.setdefault(path, None)
+            named = [path]
         elif path.is_dir():
-            found.update(dict.fromkeys(_image_files(path)))
+            named = _image_files(path)
         elif GLOB_CHARS & set(argument):
-            for match in sorted(Path(m) for m in glob.glob(argument, recursive=True)):
-                if match.is_dir():
-                    found.update(dict.fromkeys(_image_files(match)))
-                elif match.suffix.lower() in IMAGE_SUFFIXES:
-                    found.setdefault(match, None)
-    return list(found)
+            named = _matches(argument)
+        else:
+            named = []
+        for photo in named:
+            found.setdefault(photo.resolve(), photo)
+    return list(found.values())
 
 
 def _batches(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
@@ -124,7 +146,7 @@ def _load(path: Path) -> LoadedImage | str:
     try:
         return load_image_file(path)
     except ImageError as exc:
-        return str(exc).removeprefix(f"{path}: ")
+        return str(exc)
     except OSError as exc:
         return f"cannot read file ({exc.strerror or exc})"
 
@@ -143,13 +165,13 @@ def scan(
         found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial))
         for path, item in zip(chunk, loaded, strict=True):
             if isinstance(item, str):
-                yield ScanResult(str(path), detector.version, error=item)
+                yield ScanResult(path_text(path), detector.version, error=item)
                 continue
             detections = next(found)
             problems = problems_from(merge_tiles(detections.with_min_scores(shipped)))
             georef, georef_warnings = read_georeference(path)
             yield ScanResult(
-                image=str(path),
+                image=path_text(path),
                 model=detector.version,
                 width=item.width,
                 height=item.height,
@@ -180,7 +202,45 @@ def _check(args: argparse.Namespace) -> list[Path]:
     paths = collect_paths(args.paths)
     if not paths:
         raise UsageError(f"no photos matched {' '.join(args.paths)} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if args.out is not None:
+        _check_out(args.out, paths)
     return paths
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """What makes two names the same file: also through links, `..` and hard links."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _is_image(path: Path) -> bool:
+    """Whether Pillow recognises `path` as an image (it reads the header only)."""
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # not an image, or unreadable: either way not a photo to protect
+        return False
+
+
+def _check_out(out: Path, paths: list[Path]) -> None:
+    """Refuse an `--out` that may be a photo, before anything is opened for writing.
+
+    The output is truncated before the first photo is read, so `envwatch scan --out a.jpg b.jpg`
+    (one slipped argument) would destroy a.jpg and then report it as an empty file. Refused: an
+    output (or its manifest) that is one of the photos to scan, an output with an image suffix,
+    and an existing file that is an image whatever its name.
+    """
+    scanned = {_file_id(path) for path in paths}
+    for target in (out, manifest_path(out)):
+        if target.is_file() and _file_id(target) in scanned:
+            raise UsageError(f"--out {out} would overwrite {target}, one of the photos to scan; nothing was written")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise UsageError(
+            f"--out {out} has a photo's suffix ({out.suffix}): refusing to write results over what may be a photo;"
+            " name a .jsonl, .csv or .geojson file (nothing was written)"
+        )
+    if out.is_file() and _is_image(out):
+        raise UsageError(f"--out {out} is an image: refusing to overwrite it; nothing was written")
 
 
 def _load_detector(path: Path | None) -> Detector:
@@ -229,7 +289,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     writer = WRITERS[args.format](output, resume)
     if manifest is not None:
-        paths = [path for path in paths if str(path) not in manifest.done]
+        paths = [path for path in paths if path_text(path) not in manifest.done]
         print(f"envwatch scan: resuming {args.out}: {len(manifest.done)} done, {len(paths)} to scan", file=sys.stderr)
     elif args.out is not None:
         output.flush()
@@ -242,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
             problems += len(result.problems)
             if result.error:
                 errors += 1
-                progress.write(f"envwatch scan: skipped {result.image}: {result.error}", file=sys.stderr)
+                progress.write(f"envwatch scan: skipped {path_text(result.image)}: {result.error}", file=sys.stderr)
             writer.write(result)
             if manifest is not None:
                 manifest.record(result.image, output.tell(), writer.state())

@@ -17,17 +17,23 @@ disk. The three formats answer different questions:
 
 A writer can continue an output a resumed scan cut back (scan_manifest.py): `state()` is what it
 needs to know about what it wrote, and `resume` gives that back instead of writing a header again.
+
+Image paths are written as `path_text` gives them, by every writer and by the manifest, so a
+file name that is not valid UTF-8 (a GBK name copied from Windows) is scanned and listed like
+any other instead of failing the UTF-8 output, and `--resume` recognises it.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from model.georef import Position
+from model.images import path_text
 from model.problems import Problem
 from model.taxonomy import PROBLEMS_BY_KEY
 
@@ -82,7 +88,8 @@ class Writer:
         self.stream = stream
 
     def write(self, result: ScanResult) -> None:
-        self.emit(result)
+        """Write `result` and flush it; its image path as `path_text` (whoever made the result)."""
+        self.emit(dataclasses.replace(result, image=path_text(result.image)))
         self.stream.flush()
 
     def state(self) -> dict:

@@ -13,6 +13,11 @@ closing `]}` of a GeoJSON file, is dropped and written again rather than duplica
 
 Settings that change results (model file, `--conf`, `--tile`, `--format`) must match: resuming
 with other settings would mix two scans in one file, so it is refused with the difference.
+
+Images are recorded as `path_text` (model/images.py) writes them, so a name that is not UTF-8
+is recorded, and matched on resume, in the same form as in the output. A manifest that is not
+one, or was damaged by hand (a header or line missing its fields), is refused with one message
+rather than a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+
+from model.images import path_text
 
 VERSION = 1
 
@@ -31,6 +38,26 @@ class ManifestError(Exception):
 
 def manifest_path(out: Path) -> Path:
     return out.with_name(out.name + ".manifest")
+
+
+def _is_header(line: object) -> bool:
+    """Whether `line` is a header with everything resuming reads from it."""
+    return (
+        isinstance(line, dict)
+        and line.get("envwatch_scan_manifest") == VERSION
+        and isinstance(line.get("settings"), dict)
+        and _has_position(line)
+    )
+
+
+def _is_entry(line: object) -> bool:
+    """Whether `line` is an image's line with everything resuming reads from it."""
+    return isinstance(line, dict) and isinstance(line.get("image"), str) and _has_position(line)
+
+
+def _has_position(line: dict) -> bool:
+    """The output's length and the writer's state there: resuming cuts back to them."""
+    return isinstance(line.get("offset"), int) and isinstance(line.get("writer"), dict)
 
 
 @dataclass
@@ -62,7 +89,7 @@ class Manifest:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # only the last line can be torn (by a crash while writing it)
-        if not records or not isinstance(records[0], dict) or records[0].get("envwatch_scan_manifest") != VERSION:
+        if not records or not _is_header(records[0]) or not all(map(_is_entry, records[1:])):
             raise ManifestError(f"{path} is not an envwatch scan manifest")
         header, entries = records[0], records[1:]
         before = header["settings"]
@@ -85,6 +112,7 @@ class Manifest:
 
     def record(self, image: str, offset: int, writer_state: dict) -> None:
         """Note that `image`'s result is on disk and the output is `offset` bytes long."""
+        image = path_text(image)
         self.stream.write(json.dumps({"image": image, "offset": offset, "writer": writer_state}, ensure_ascii=False))
         self.stream.write("\n")
         self.stream.flush()
