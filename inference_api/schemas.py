@@ -42,8 +42,9 @@ class Status(StrEnum):
 
 
 TILE_HELP = (
-    "Tiled detection for drone frames: 'auto' (default) tiles an aerial photo (drone XMP or GeoTIFF, or any "
-    "photo over 50 MP) that fitting to the model's input would shrink more than 4 times, never a ground photo; "
+    "Tiled detection for drone frames: 'auto' (default) tiles an aerial photo (drone XMP or maker, GeoTIFF, or "
+    "over 50 MP with no camera named in EXIF) that fitting to the model's input would shrink more than 4 times, "
+    "never a ground photo; "
     "'on' tiles every photo larger than one tile, 'off' never tiles."
 )
 

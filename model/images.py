@@ -36,8 +36,11 @@ DATETIME_ORIGINAL = 0x9003
 DATETIME = 0x0132
 GEOTIFF_TAGS = frozenset({33922, 34264, 34735})
 """ModelTiepoint, ModelTransformation, GeoKeyDirectory: the tags that place a TIFF on the ground."""
+MAKE = 0x010F
 DRONE_XMP_MARKS = (b"RelativeAltitude", b"drone-")
 """What a drone writes into XMP and a phone does not: DJI's `drone-dji:` fields, the height above take-off."""
+DRONE_MAKERS = ("DJI", "AUTEL", "PARROT", "SKYDIO", "YUNEEC")
+"""EXIF `Make` of drone cameras: a frame whose XMP was stripped on the way still says it flew."""
 
 
 class ImageError(ValueError):
@@ -54,15 +57,18 @@ class LoadedImage:
     gps: dict | None = None
     captured_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
-    aerial: bool = False
-    """Taken from the air: drone XMP or a GeoTIFF orthomosaic. Decides `tile=auto` (model/tiling.py)."""
+    aerial: bool | None = None
+    """What the file says (`says_aerial`): from the air, from the ground, or nothing. Decides `tile=auto`."""
 
 
-def is_aerial(image: Image.Image) -> bool:
-    """Whether the file says it was taken from the air: problems in it are small, worth tiling for.
+def says_aerial(image: Image.Image) -> bool | None:
+    """Whether the file says it was taken from the air (True), by a camera on the ground (False), or neither (None).
 
-    A phone photo of 12 to 50 MP is as large as a drone frame, but an inspector stands metres from
-    the bin; its pixel count alone says nothing about how small the problems in it are.
+    A phone photo of 12 to 200 MP is as large as a drone frame (50 MP sensors save 8192x6144 at
+    full resolution), but an inspector stands metres from the bin; its pixel count alone says
+    nothing about how small the problems in it are. So drone XMP, GeoTIFF tags or a drone maker
+    say aerial; any other camera's EXIF `Make` says ground; a file with neither (an orthomosaic
+    exported without metadata) leaves it to its size (model/tiling.py).
     """
     xmp = image.info.get("xmp") or b""
     if isinstance(xmp, str):
@@ -70,7 +76,15 @@ def is_aerial(image: Image.Image) -> bool:
     if any(mark in xmp for mark in DRONE_XMP_MARKS):
         return True
     tags = getattr(image, "tag_v2", None)
-    return tags is not None and bool(GEOTIFF_TAGS & set(tags.keys()))
+    if tags is not None and GEOTIFF_TAGS & set(tags.keys()):
+        return True
+    try:
+        make = str(image.getexif().get(MAKE, "")).strip("\x00 ").upper()
+    except Exception:  # unreadable EXIF says nothing
+        return None
+    if not make:
+        return None
+    return any(make.startswith(maker) for maker in DRONE_MAKERS)
 
 
 def _ratio(value: object) -> float:
@@ -154,7 +168,7 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int
     except Exception as exc:
         raise ImageError(f"truncated or corrupt image data ({exc})") from None
     loaded_warnings: list[str] = []
-    aerial = is_aerial(image)
+    aerial = says_aerial(image)
     gps = captured_at = None
     try:
         exif = image.getexif()

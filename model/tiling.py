@@ -23,10 +23,11 @@ Merging happens after thresholding (`merge_tiles` on thresholded rows), so the b
 at one threshold never depend on weaker boxes detected for another (see inference_api/scan.py).
 
 Overlap is `TILE_OVERLAP` of a tile (83 px at 416): an object smaller than that lies whole in
-at least one tile. `auto` tiles an aerial image (drone XMP or GeoTIFF, `LoadedImage.aerial`)
+at least one tile. `auto` tiles an aerial image (drone XMP, a drone maker or GeoTIFF tags, or
+`AUTO_MEGAPIXELS` with no camera named; `LoadedImage.aerial`)
 when fitting it into the input would shrink it more than `AUTO_SHRINK` times; below that,
 objects keep enough pixels and tiling would only cost time (one frame of N tiles costs N + 1
-detector runs). A ground photo is not tiled however large, up to `AUTO_MEGAPIXELS`: a 12 MP
+detector runs). A ground photo is not tiled however large: a 12 MP (or 50 or 200 MP)
 phone photo of a bin shows the bin large, and its 416 px tiles are close-ups of leaves, walls
 and sky, which look like nothing the model trained on. Measured on 23 nature photos with no
 problem in them (docs/probes.md): tiled, burning was raised on 22; resized, on 6.
@@ -53,7 +54,7 @@ TILE_MODES: tuple[TileMode, ...] = ("auto", "on", "off")
 TILE_OVERLAP = 0.2
 AUTO_SHRINK = 4.0
 AUTO_MEGAPIXELS = 50.0
-"""Larger than any camera photo: an orthomosaic or stitched aerial even without its metadata."""
+"""An image this large that does not say who took it is taken for an orthomosaic or stitched aerial."""
 MERGE_IOS = 0.5
 PIECE_ALIGNMENT = 0.5
 EDGE_PX = 2.0
@@ -87,8 +88,14 @@ def plan_tiles(width: int, height: int, size: tuple[int, int], overlap: float = 
     ).reshape(-1, 4)
 
 
-def should_tile(width: int, height: int, size: tuple[int, int], mode: TileMode = "auto", aerial: bool = False) -> bool:
-    """Whether `mode` tiles an image of this size; an image that fits in one tile never is."""
+def should_tile(
+    width: int, height: int, size: tuple[int, int], mode: TileMode = "auto", aerial: bool | None = None
+) -> bool:
+    """Whether `mode` tiles an image of this size; an image that fits in one tile never is.
+
+    `aerial` is what the file says (`LoadedImage.aerial`). When it says nothing, `auto` takes an
+    image of `AUTO_MEGAPIXELS` or more for an orthomosaic; a camera that names itself is believed.
+    """
     if mode not in TILE_MODES:
         raise ValueError(f"tile mode must be one of {', '.join(TILE_MODES)}, not {mode!r}")
     fits = width <= size[1] and height <= size[0]
@@ -96,8 +103,8 @@ def should_tile(width: int, height: int, size: tuple[int, int], mode: TileMode =
         return False
     if mode == "on":
         return True
-    huge = width * height >= AUTO_MEGAPIXELS * 1e6
-    return (aerial or huge) and max(width / size[1], height / size[0]) > AUTO_SHRINK
+    flying = aerial if aerial is not None else width * height >= AUTO_MEGAPIXELS * 1e6
+    return flying and max(width / size[1], height / size[0]) > AUTO_SHRINK
 
 
 def _cut_edges(boxes: np.ndarray, tile: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -201,7 +208,7 @@ def detect_images(
     conf: float | None = None,
     batch_size: int = 8,
     mode: TileMode = "auto",
-    aerial: Sequence[bool] | None = None,
+    aerial: Sequence[bool | None] | None = None,
 ) -> list[Detections]:
     """`Detector.detect` that tiles the images `mode` says to (see `should_tile`); merged boxes per image."""
     return [merge_tiles(found) for found in detect_unmerged(detector, images, conf, batch_size, mode, aerial)]
@@ -213,14 +220,14 @@ def detect_unmerged(
     conf: float | None = None,
     batch_size: int = 8,
     mode: TileMode = "auto",
-    aerial: Sequence[bool] | None = None,
+    aerial: Sequence[bool | None] | None = None,
 ) -> list[Detections]:
     """Like `detect_images` but tiled images keep their unmerged pieces, to threshold before `merge_tiles`.
 
-    `aerial` says which images were taken from the air (`LoadedImage.aerial`); none, when not given.
+    `aerial` is what each image's file says about flying (`LoadedImage.aerial`); nothing, when not given.
     Images that are not tiled are detected together in batches, as `Detector.detect` does.
     """
-    flying = list(aerial) if aerial is not None else [False] * len(images)
+    flying = list(aerial) if aerial is not None else [None] * len(images)
     size = detector.input_size
     tiled = [should_tile(im.shape[1], im.shape[0], size, mode, a) for im, a in zip(images, flying, strict=True)]
     plain = iter(detector.detect([im for im, t in zip(images, tiled, strict=True) if not t], conf, batch_size))

@@ -190,14 +190,19 @@ def test_broken_gps_is_a_warning_not_a_failure(gps: dict, reason: str) -> None:
 
 
 def test_aerial_is_what_the_file_says_about_flying(real_jpeg: bytes, tmp_path: Path) -> None:
-    """Drone XMP or GeoTIFF tags make a photo aerial (tiled by `auto`); size, GPS or a TIFF alone do not."""
+    """Drone XMP, a drone maker or GeoTIFF tags say aerial; another camera's Make says ground; else nothing."""
     from drone_scenes import drone_jpeg, geotiff
 
     pixels = load_image(real_jpeg).pixels
     flying = drone_jpeg(pixels, 30.5, 114.3, {"RelativeAltitude": "+80.00", "GimbalPitchDegree": "-90.0"})
     on_foot = drone_jpeg(pixels, 30.5, 114.3, None)  # same EXIF GPS and lens data, no drone XMP
-    assert load_image(flying).aerial and not load_image(on_foot).aerial and not load_image(real_jpeg).aerial
+    assert load_image(flying).aerial is True
+    assert load_image(on_foot).aerial is None and load_image(real_jpeg).aerial is None, "says nothing"
     ortho = geotiff(tmp_path / "ortho.tif", pixels, 32650, tiepoint=(500000.0, 3400000.0), scale=(0.05, 0.05))
     plain = tmp_path / "plain.tif"
     Image.fromarray(pixels[:, :, ::-1]).save(plain)
-    assert load_image_file(ortho).aerial and not load_image_file(plain).aerial
+    assert load_image_file(ortho).aerial is True and load_image_file(plain).aerial is None
+    for make, says in (("Xiaomi", False), ("HUAWEI\x00", False), ("DJI", True), ("  Autel Robotics", True)):
+        exif = Image.Exif()
+        exif[0x010F] = make
+        assert load_image(jpeg_with_exif(exif)).aerial is says, make

@@ -85,7 +85,9 @@ def test_auto_tiles_only_aerial_images_that_resizing_would_shrink_a_lot() -> Non
     assert not should_tile(480, 480, size, aerial=True) and not should_tile(1600, 1200, size, aerial=True)
     assert should_tile(WIDTH, HEIGHT, size, aerial=True) and should_tile(5472, 3648, size, aerial=True)
     assert not should_tile(4032, 3024, size) and not should_tile(8000, 6000, size), "phone photos stay whole"
-    assert should_tile(9000, 6000, size), "over 50 MP is an orthomosaic, metadata or not"
+    assert should_tile(9000, 6000, size), "50 MP and more that says nothing is taken for an orthomosaic"
+    for width, height in ((8192, 6144), (12000, 9000), (16320, 12240)):  # 50, 108 and 200 MP phone modes
+        assert not should_tile(width, height, size, aerial=False), "a camera that names itself is believed"
     assert should_tile(1600, 1200, size, "on") and not should_tile(5472, 3648, size, "off", aerial=True)
     assert not should_tile(400, 300, size, "on"), "an image that fits one tile is never tiled"
     with pytest.raises(ValueError, match="tile mode"):
