@@ -27,6 +27,8 @@ from inference_api.schemas import Role
 log = logging.getLogger("envwatch.auth")
 
 BOOTSTRAP_NAME = "bootstrap-admin"
+ENV_PREFIX = "(env)"
+"""The listed prefix of the key set by `ENVWATCH_ADMIN_KEY`: none of its characters."""
 LOCAL_ADMIN_NAME = "local-admin"
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
@@ -95,14 +97,22 @@ Admin = Annotated[Principal, Depends(require(Role.admin))]
 def bootstrap_keys(sessions: sessionmaker[Session], admin_key: str | None, create_local_admin: bool) -> str | None:
     """Make sure an admin can log in.
 
-    With `ENVWATCH_ADMIN_KEY` set, (re)registers it as `bootstrap-admin`. Otherwise, when no
-    active admin key exists and `create_local_admin` is on (the embedded `envwatch serve`
-    default), creates one, stores its hash and returns the key so it is printed exactly once.
+    With `ENVWATCH_ADMIN_KEY` set, (re)registers it as `bootstrap-admin`, unless that key was
+    revoked: a key revoked because it leaked must not come back with the next restart. Otherwise
+    (or then), when no active admin key exists and `create_local_admin` is on (the embedded
+    `envwatch serve` default), creates one, stores its hash and returns the key so it is printed
+    exactly once. Nothing of an operator's own key is kept but its hash: its listed prefix is
+    `(env)`, as a few characters of a short chosen key would shorten a search for the rest.
     """
     with sessions() as session, session.begin():
         if admin_key:
-            store.upsert_named_key(session, BOOTSTRAP_NAME, Role.admin.value, hash_key(admin_key), admin_key[:8])
-            return None
+            kept = store.upsert_named_key(session, BOOTSTRAP_NAME, Role.admin.value, hash_key(admin_key), ENV_PREFIX)
+            if kept is not None:
+                return None
+            log.warning(
+                "ENVWATCH_ADMIN_KEY was revoked through the API and stays revoked; set a new key",
+                extra={"event": "admin_key_revoked"},
+            )
         if not create_local_admin or store.count_active_admins(session) > 0:
             return None
         key = new_key()

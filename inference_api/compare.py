@@ -34,6 +34,7 @@ from pathlib import Path, PurePath
 from typing import TextIO
 
 from inference_api.scan_formats import open_output
+from inference_api.spreadsheet import safe_record
 from model.georef import Ring, distance_m
 
 STATUSES = ("still_there", "gone", "not_covered", "new")
@@ -209,7 +210,7 @@ def write(changes: list[Change], kind: str, stream: TextIO) -> None:
     elif kind == "csv":
         rows = csv.DictWriter(stream, CSV_COLUMNS)
         rows.writeheader()
-        rows.writerows(_csv_row(change) for change in changes)
+        rows.writerows(safe_record(_csv_row(change)) for change in changes)
     else:
         collection = {"type": "FeatureCollection", "features": [_feature(change) for change in changes]}
         stream.write(json.dumps(collection, ensure_ascii=False) + "\n")

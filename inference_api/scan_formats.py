@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from inference_api.spreadsheet import safe_record
 from model.georef import Position
 from model.images import path_text
 from model.problems import Problem
@@ -117,7 +118,7 @@ class CsvWriter(Writer):
 
     def emit(self, result: ScanResult) -> None:
         if result.error:
-            self.rows.writerow({"image": result.image, "error": result.error})
+            self.rows.writerow(safe_record({"image": result.image, "error": result.error}))
             return
         record = image_record(result)
         base = {
@@ -137,7 +138,7 @@ class CsvWriter(Writer):
                 row |= {key: problem[key] for key in ("name_en", "name_zh", "score", "label")}
                 if problem["position"]:
                     row |= {f"ground_{key}": problem["position"][key] for key in ("lat", "lon", "error_m")}
-            self.rows.writerow(row)
+            self.rows.writerow(safe_record(row))
 
 
 class GeoJsonWriter(Writer):

@@ -86,7 +86,10 @@ class ApiKeyOut(BaseModel):
     id: int
     name: str
     role: Role
-    prefix: str = Field(description="First characters of the key, to recognise it; the key itself is not stored.")
+    prefix: str = Field(
+        description="First characters of a generated key, to recognise it; `(env)` for ENVWATCH_ADMIN_KEY's key. "
+        "Keys themselves are not stored."
+    )
     created_at: datetime
     revoked_at: datetime | None
 

@@ -32,11 +32,16 @@ def create_key(session: Session, name: str, role: str, key_hash: str, prefix: st
     return row
 
 
-def upsert_named_key(session: Session, name: str, role: str, key_hash: str, prefix: str) -> ApiKey:
-    """The active key called `name`, pointed at `key_hash` (replacing an earlier one of that name)."""
+def upsert_named_key(session: Session, name: str, role: str, key_hash: str, prefix: str) -> ApiKey | None:
+    """The active key called `name`, pointed at `key_hash` (replacing an earlier one of that name).
+
+    None when that very key was revoked: a revocation stands, whatever the configuration still says.
+    """
     existing = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     if existing is not None:
-        existing.revoked_at, existing.name, existing.role = None, name, role
+        if existing.revoked_at is not None:
+            return None
+        existing.name, existing.role = name, role
         return existing
     for old in session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))):
         old.revoked_at = utcnow()

@@ -27,7 +27,9 @@ from training.reviews import ReviewedBox, ReviewedImage
 
 FROM_NAME = "label"
 TO_NAME = "image"
-OUR_RESULT_ID = re.compile(r"^ew-(finding|label)-(\d+)$")
+OUR_RESULT_ID = re.compile(r"^ew-(finding|label)-([1-9]\d{0,9})$")
+ROW_ID_MAX = 2**31 - 1
+"""The largest row id the ledger's databases hold; a larger `ew-label-N` cannot be one of our rows."""
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -204,6 +206,8 @@ def from_tasks(
                 skipped.append(Skipped(where, f"label {labels!r}: not one detector label or problem type"))
                 continue
             ours = OUR_RESULT_ID.match(str(result.get("id", "")))
+            if ours and int(ours.group(2)) > ROW_ID_MAX:
+                ours = None  # edited by hand, or from another system: a new box, not a reference
             boxes.append(
                 ImportedBox(
                     sha256=sha256,

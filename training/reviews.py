@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from inference_api.spreadsheet import safe_row
 from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, trainable_labels
 
 FORMAT = "envwatch-reviews/1"
@@ -134,7 +135,7 @@ def export_files(images: list[ReviewedImage], read: Callable[[str], bytes]) -> I
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(PROVENANCE_COLUMNS)
-    writer.writerows(rows)
+    writer.writerows(safe_row(row) for row in rows)
     yield "provenance.csv", buffer.getvalue().encode()
 
 

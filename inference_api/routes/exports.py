@@ -13,6 +13,7 @@ from inference_api.auth import Reader
 from inference_api.deps import SessionDep
 from inference_api.errors import AUTH, responses
 from inference_api.routes.findings import FilterDep, FindingSort, SortQuery
+from inference_api.spreadsheet import safe_record
 
 router = APIRouter(prefix="/v1", tags=["exports"])
 
@@ -96,7 +97,7 @@ def findings_csv(
     for finding in rows:
         out = presenters.finding_out(finding).model_dump(mode="json")
         flat = {**out, **out["box"], **(out["gps"] or {})}
-        writer.writerow(flat)
+        writer.writerow(safe_record(flat))
     return Response(
         "\ufeff" + buffer.getvalue(),
         media_type="text/csv; charset=utf-8",

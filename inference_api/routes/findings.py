@@ -29,6 +29,7 @@ from inference_api.schemas import (
     Text,
     Transition,
 )
+from inference_api.spreadsheet import safe_cell
 from model.taxonomy import PROBLEM_TYPES
 
 if TYPE_CHECKING:
@@ -167,11 +168,12 @@ def summary_csv(session: SessionDep, _: Reader, where: FilterDep) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     types, statuses = [p.key for p in PROBLEM_TYPES], [s.value for s in Status]
-    writer.writerow(["region", "total", *types, *statuses, "rectified", "median_days_to_rectified"])
+    # `rectified` as a column of its own would repeat the status column's name: the count is `rectified_total`
+    writer.writerow(["region", "total", *types, *statuses, "rectified_total", "median_days_to_rectified"])
     for r in _summary(session, where).regions:
         counts = [r.by_type.get(t, 0) for t in types] + [r.by_status.get(s, 0) for s in statuses]
         median = "" if r.median_days_to_rectified is None else r.median_days_to_rectified
-        writer.writerow([r.region or "", r.total, *counts, r.rectified, median])
+        writer.writerow([safe_cell(r.region or ""), r.total, *counts, r.rectified, median])
     return Response(
         "\ufeff" + buffer.getvalue(),
         media_type="text/csv; charset=utf-8",

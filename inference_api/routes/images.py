@@ -14,6 +14,11 @@ from inference_api.pool import Overloaded
 from inference_api.routes.inspections import _overloaded
 from inference_api.schemas import ImageOut
 
+PRIVATE_FOREVER = {"Cache-Control": "private, max-age=31536000, immutable", "Vary": "Authorization, X-API-Key"}
+"""A photo's bytes never change (the URL names them by id, the ETag by hash), but only a key may read
+them: `Vary` keeps a browser's cache from answering a request made without the key (a shared tablet
+after sign-out) with a response it stored for one."""
+
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 
@@ -46,7 +51,7 @@ def get_original(image_id: IdPath, session: SessionDep, state: StateDep, _: Read
     return Response(
         data,
         media_type=kind or "application/octet-stream",
-        headers={"ETag": f'"{image.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
+        headers={"ETag": f'"{image.sha256}"', **PRIVATE_FOREVER},
     )
 
 
@@ -72,4 +77,4 @@ def get_annotated(image_id: IdPath, session: SessionDep, state: StateDep, _: Rea
         jpeg = state.pool.run(services.annotate, data, boxes, state.settings)
     except Overloaded as exc:
         raise _overloaded(state, exc) from exc
-    return Response(jpeg, media_type="image/jpeg")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

