@@ -30,7 +30,7 @@ from typing import BinaryIO
 from sqlalchemy import select, update
 
 from inference_api import services
-from inference_api.auth import Principal
+from inference_api.auth import Principal, Role
 from inference_api.db import transaction
 from inference_api.deps import AppState
 from inference_api.errors import ApiError
@@ -240,11 +240,16 @@ def create_zip_job(
         raise
 
 
-def cancel(state: AppState, job_id: int) -> None:
+def cancel(state: AppState, principal: Principal, job_id: int) -> None:
+    """Stop the job before its next file; only an admin or the key that started it may."""
     with transaction(state.sessions) as session:
         job = session.get(Job, job_id)
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
+        if principal.role != Role.admin and job.created_by != principal.name:
+            raise ApiError(
+                403, "forbidden", f"job {job_id} was started by {job.created_by}; only they or an admin may cancel it"
+            )
         moved = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status.in_(ACTIVE))

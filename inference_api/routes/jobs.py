@@ -13,6 +13,7 @@ from inference_api.deps import IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Job
 from inference_api.schemas import TILE_HELP, FolderJobCreate, JobOut, Text
+from model.images import path_text
 from model.tiling import TileMode
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -41,8 +42,9 @@ def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDe
     if not is_folder:
         raise ApiError(422, "not_a_folder", f"{body.folder} is not a folder")
     meta = services.InspectionMeta(body.inspector, body.region, body.township, body.village, body.note)
+    source = path_text(folder.relative_to(root.resolve()))  # readers need not learn the server's layout
     job_id = jobs.create_job(
-        state, principal, "folder", str(folder), jobs.folder_files(folder, root), meta, body.conf, body.tile
+        state, principal, "folder", source, jobs.folder_files(folder, root), meta, body.conf, body.tile
     )
     return _job(session, job_id)
 
@@ -86,7 +88,10 @@ def get_job(job_id: IdPath, session: SessionDep, _: Reader) -> JobOut:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(*AUTH, 404, 409, 422))
-def cancel_job(job_id: IdPath, state: StateDep, session: SessionDep, _: Writer) -> JobOut:
-    """Stop before the next file; what was scored stays. A finished job is 409."""
-    jobs.cancel(state, job_id)
+def cancel_job(job_id: IdPath, state: StateDep, session: SessionDep, principal: Writer) -> JobOut:
+    """Stop before the next file; what was scored stays. Only an admin or the job's starter may (else 403).
+
+    A finished job is 409.
+    """
+    jobs.cancel(state, principal, job_id)
     return _job(session, job_id)

@@ -177,6 +177,7 @@ def test_folder_jobs_are_admin_only_and_confined_to_the_jobs_root(
     assert outside.status_code == escape.status_code == 422
     assert outside.json()["error"]["code"] == "outside_jobs_root"
     assert (job["kind"], job["total"], job["processed"], job["failed"]) == ("folder", 3, 3, 0)
+    assert job["source"] == "2024-06", "readers see the folder within the jobs root, not the server's layout"
     assert sorted(r["file"] for r in inspection["files"]) == sorted(f"乡镇A/{p.name}" for p in garbage_photos[:3])
 
 
@@ -234,6 +235,24 @@ def test_cancel_stops_before_the_next_file(server: Server, inspector_key: str, f
     assert later["processed"] <= cancelled.json()["processed"] + 1 < 12
     assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
     assert missing.status_code == 404
+
+
+def test_only_the_starter_or_an_admin_may_cancel_a_job(
+    server: Server, inspector_key: str, fire_photos: list[Path]
+) -> None:
+    entries = {f"q{i}.jpg": data for i, data in enumerate(big_jpegs(fire_photos, 6))}
+    with server.admin as admin:
+        colleague = admin.post("/v1/keys", json={"name": "inspector-li", "role": "inspector"}).json()["key"]
+    with server.client(inspector_key) as client:
+        job_id = client.post("/v1/jobs/zip", files={"archive": ("q.zip", zip_of(entries), "application/zip")}).json()[
+            "id"
+        ]
+    with server.client(colleague) as other:
+        refused = other.post(f"/v1/jobs/{job_id}/cancel")
+    with server.admin as admin:
+        cancelled = admin.post(f"/v1/jobs/{job_id}/cancel")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", refused.text
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
 
 
 def test_job_resumes_after_a_crash_and_scores_nothing_twice(
