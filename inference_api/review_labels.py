@@ -171,7 +171,10 @@ def _label_box(row: Label) -> ReviewedBox:
 
 
 def suffix_of(path: Path) -> str:
-    """The file name suffix training tools need, from the stored bytes (uploads keep no file name)."""
+    """The file name suffix training tools need, from the stored bytes (uploads keep no file name).
+
+    HEIC is exported as JPEG (`as_training_file`), so it is `.jpg` here like any unknown start.
+    """
     with open(path, "rb") as handle:
         head = handle.read(12)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":

@@ -18,11 +18,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, with a clearer message
+pillow_heif.register_heif_opener()  # phones' HEIC photos open like any other
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+TRAINING_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""Image files the training tools (OpenCV, Ultralytics) read; HEIC is not among them."""
+IMAGE_SUFFIXES = TRAINING_SUFFIXES | {".heic", ".heif"}
 """File suffixes taken for photos when walking folders (case-insensitive)."""
 DEFAULT_MAX_PIXELS = 120_000_000
 MIN_SIDE = 16
@@ -203,6 +207,20 @@ def path_text(path: str | os.PathLike[str]) -> str:
     person can still read and find the file (`b\\xff.jpg` is the file named b, byte 0xFF, .jpg).
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def as_training_file(data: bytes) -> bytes:
+    """The photo as a file the training tools read: HEIC (or any ISO media file) becomes a JPEG.
+
+    The JPEG holds the upright pixels, which is what reviewed boxes are drawn on; a format
+    OpenCV reads is returned as it is.
+    """
+    if data[4:8] != b"ftyp":
+        return data
+    pixels = load_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_bytes=max(DEFAULT_MAX_BYTES, len(data))).pixels
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, ::-1]).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
 
 
 def load_image_file(

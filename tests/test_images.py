@@ -13,11 +13,12 @@ import zlib
 from datetime import datetime
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from model.images import EXIF_IFD, GPS_IFD, ImageError, load_image, load_image_file
+from model.images import EXIF_IFD, GPS_IFD, ImageError, as_training_file, load_image, load_image_file
 
 DATETIME_ORIGINAL = 0x9003
 ORIENTATION = 0x0112
@@ -43,6 +44,37 @@ def test_real_photo_loads_as_bgr(real_jpeg: bytes) -> None:
     assert loaded.pixels.dtype == np.uint8
     assert loaded.pixels.shape == (loaded.height, loaded.width, 3) == (480, 480, 3)
     assert loaded.gps is None and loaded.captured_at is None and loaded.warnings == []
+
+
+def heic_of(jpeg: bytes, exif: Image.Exif | None = None) -> bytes:
+    """The photo re-encoded as an iPhone would save it: HEIC, with EXIF."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("RGB").save(buffer, "HEIF", quality=90, exif=(exif or Image.Exif()).tobytes())
+    return buffer.getvalue()
+
+
+def test_heic_photos_load_with_their_pixels_and_exif(real_jpeg: bytes) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif[GPS_IFD] = {1: "N", 2: (30.0, 15.0, 36.0), 3: "E", 4: (120.0, 9.0, 0.36)}
+    heic = heic_of(real_jpeg, exif)
+    assert heic[4:12] == b"ftypheic"
+    loaded, reference = load_image(heic), load_image(real_jpeg)
+    assert loaded.pixels.shape == reference.pixels.shape
+    assert np.abs(loaded.pixels.astype(int) - reference.pixels.astype(int)).mean() < 6, "the same photo, re-encoded"
+    assert loaded.gps == {"lat": 30.26, "lon": 120.1501, "alt": None}
+    assert loaded.aerial is False, "a phone named in EXIF is on the ground"
+
+
+def test_training_files_are_heic_turned_jpeg_and_other_formats_untouched(real_jpeg: bytes) -> None:
+    """Reviewed photos are exported for Ultralytics, which reads no HEIC: HEIC becomes a JPEG of the same pixels."""
+    assert as_training_file(real_jpeg) is real_jpeg
+    converted = as_training_file(heic_of(real_jpeg))
+    assert converted[:3] == b"\xff\xd8\xff"
+    decoded = cv2.imdecode(np.frombuffer(converted, np.uint8), cv2.IMREAD_COLOR)
+    reference = load_image(real_jpeg).pixels
+    assert decoded.shape == reference.shape
+    assert np.abs(decoded.astype(int) - reference.astype(int)).mean() < 6
 
 
 def test_zero_bytes_is_refused() -> None:

@@ -232,3 +232,20 @@ def test_usage_errors_exit_2(photos: dict[str, Path], arguments: list[str]) -> N
     completed = run_scan(photos["model"], *(a.format(folder=photos["folder"]) for a in arguments))
     assert completed.returncode == 2
     assert completed.stdout == "" and completed.stderr.startswith("envwatch scan: ")
+
+
+def test_heic_photos_in_a_folder_are_scanned_like_jpegs(photos: dict[str, Path], tmp_path: Path) -> None:
+    """An iPhone folder: the same photo as JPEG and as HEIC gives the same size and nearly the same detections."""
+    source = next(p for p in sorted(photos["folder"].glob("*.jpg")) if p.name != "broken.jpg")
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    shutil.copy(source, folder / "IMG_0001.jpg")
+    Image.open(source).convert("RGB").save(folder / "IMG_0002.HEIC", "HEIF", quality=95)
+    records = {Path(r["image"]).name: r for r in jsonl(run_scan(photos["model"], str(folder), "--conf", "0.001"))}
+    assert set(records) == {"IMG_0001.jpg", "IMG_0002.HEIC"}
+    jpeg, heic = records["IMG_0001.jpg"], records["IMG_0002.HEIC"]
+    assert "error" not in heic and (heic["width"], heic["height"]) == (jpeg["width"], jpeg["height"])
+    assert jpeg["detections"] and heic["detections"], "a near-zero --conf gives boxes to compare"
+    top_jpeg, top_heic = (max(r["detections"], key=lambda d: d["score"]) for r in (jpeg, heic))
+    assert top_heic["label"] == top_jpeg["label"] and abs(top_heic["score"] - top_jpeg["score"]) < 0.05
+    assert np.allclose(top_heic["box"], top_jpeg["box"], atol=0.05 * max(jpeg["width"], jpeg["height"]))

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from model.images import IMAGE_SUFFIXES
+from model.images import TRAINING_SUFFIXES
 from model.taxonomy import LABEL_NAMES
 
 SPLITS = ("train", "val", "test")
@@ -191,7 +191,7 @@ def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
         kept_splits = spec.get("keep_source_splits")
         for split_dir in sorted(p for p in (shared / source).iterdir() if p.is_dir()):
             for image in sorted((split_dir / "images").iterdir()):
-                if image.suffix.lower() not in IMAGE_SUFFIXES:
+                if image.suffix.lower() not in TRAINING_SUFFIXES:
                     continue
                 raw, bad = read_yolo_labels(split_dir / "labels" / f"{image.stem}.txt")
                 stats[f"{source}: malformed label lines"] += bad

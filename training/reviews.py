@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from inference_api.spreadsheet import safe_row
+from model.images import as_training_file
 from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, trainable_labels
 
 FORMAT = "envwatch-reviews/1"
@@ -113,7 +114,7 @@ def export_files(images: list[ReviewedImage], read: Callable[[str], bytes]) -> I
     records, rows = [], []
     for image in sorted(images, key=lambda i: i.sha256):
         split = image.split
-        yield f"images/{split}/{image.file}", read(image.sha256)
+        yield f"images/{split}/{image.file}", as_training_file(read(image.sha256))
         lines = [yolo_line(index[b.label], b.box, image.width, image.height) for b in image.boxes]
         yield f"labels/{split}/{image.sha256}.txt", ("\n".join(lines) + "\n" if lines else "").encode()
         records.append(

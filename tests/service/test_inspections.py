@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
@@ -277,6 +278,25 @@ def test_control_characters_in_a_file_name_are_replaced_not_refused(
         ("a\ufffdb\ufffdc.jpg", True),
         (fire_photos[2].name, True),
     ]
+
+
+def test_heic_upload_is_scored_and_shown(server: Server, inspector_key: str, fire_photos: list[Path]) -> None:
+    """iPhones save HEIC; it is scored like a JPEG, and the page's fallback (annotated.jpg) shows it."""
+    pillow_heif.register_heif_opener()  # for this test's own encoding; the server registers it itself
+    buffer = io.BytesIO()
+    Image.open(fire_photos[3]).convert("RGB").save(buffer, "HEIF", quality=90)
+    with server.client(inspector_key) as client:
+        response = client.post(
+            "/v1/inspections",
+            files=[("files", ("IMG_0042.HEIC", buffer.getvalue(), "image/heic"))],
+            data={"conf": LOW_CONF},
+        )
+        assert response.status_code == 201, response.text
+        (result,) = response.json()["files"]
+        annotated = client.get(f"/v1/images/{result['image']['id']}/annotated.jpg")
+    assert result["ok"] and (result["image"]["width"], result["image"]["height"]) == Image.open(fire_photos[3]).size
+    assert result["findings"], "a near-zero threshold raises findings on a fire photo"
+    assert annotated.status_code == 200 and annotated.content[:3] == b"\xff\xd8\xff"
 
 
 def test_more_files_than_allowed_is_413(

@@ -72,7 +72,7 @@ export function uploadView(main) {
     return;
   }
   const chosen = [];
-  const input = h("input", { type: "file", id: "files", name: "files", multiple: true, accept: "image/*,.tif,.tiff" });
+  const input = h("input", { type: "file", id: "files", name: "files", multiple: true, accept: "image/*,.tif,.tiff,.heic,.heif" });
   const chosenText = h("p", { class: "muted", id: "chosen", "aria-live": "polite" });
   const showChosen = () => { chosenText.textContent = chosen.length ? `${t("chosen", { n: chosen.length })}: ${chosen.map((f) => `${f.name} (${sizeText(f.size)})`).join(", ")}` : ""; };
   const add = (files) => { chosen.push(...Array.from(files).filter((f) => !chosen.some((c) => c.name === f.name && c.size === f.size))); showChosen(); };
