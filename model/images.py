@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +42,7 @@ DATETIME = 0x0132
 GEOTIFF_TAGS = frozenset({33922, 34264, 34735})
 """ModelTiepoint, ModelTransformation, GeoKeyDirectory: the tags that place a TIFF on the ground."""
 MAKE = 0x010F
+ORIENTATION = 0x0112
 DRONE_XMP_MARKS = (b"RelativeAltitude", b"drone-")
 """What a drone writes into XMP and a phone does not: DJI's `drone-dji:` fields, the height above take-off."""
 DRONE_MAKERS = ("DJI", "AUTEL", "PARROT", "SKYDIO", "YUNEEC")
@@ -207,6 +209,26 @@ def path_text(path: str | os.PathLike[str]) -> str:
     person can still read and find the file (`b\\xff.jpg` is the file named b, byte 0xFF, .jpg).
     """
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def path_from_text(text: str) -> Path:
+    """The file `path_text` wrote as `text`: each `\\xNN` back to its byte (for names that were not UTF-8)."""
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
+    return Path(os.fsdecode(raw))
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as a person sees the photo (EXIF rotation applied), from its header alone.
+
+    For checking that a file is the photo a record describes without decoding its pixels.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)
+    except Exception as exc:  # Pillow raises many types on files that are not images
+        raise ImageError(f"not an image ({exc})") from None
+    width, height = image.size
+    return (height, width) if turned else (width, height)
 
 
 def as_training_file(data: bytes) -> bytes:
