@@ -18,22 +18,30 @@ nothing can be said), and every unmatched problem of the later scan as `new`.
 Pairs are matched greedily, closest first (distance over its limit, or 1 - IoU), each finding
 at most once. A later scan "looked" at a georeferenced spot when the spot lies in one of its
 images' ground footprints, and at an image-only finding when it scanned that image.
+
+Exit 2, nothing written, for: an `--out` that may destroy one of the scans or a photo (the check
+`envwatch scan` makes, `refuse_unsafe_output`), a record whose fields comparing uses are wrong
+(`file:line:` says which, `load_scan`), a scan file with no record, and options that are no
+number in range. The output is written whole or not at all (`save`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
+import stat
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TextIO
 
-from inference_api.scan_formats import open_output
+from inference_api.scan_formats import OutputRefused, open_output, refuse_unsafe_output
 from inference_api.spreadsheet import safe_record
 from model.georef import Ring, distance_m
 
@@ -91,14 +99,21 @@ class Change:
 
 
 def load_scan(path: Path) -> ScanView:
-    """The problems and coverage of an `envwatch scan` JSONL file (unreadable images count as not seen)."""
+    """The problems and coverage of an `envwatch scan` JSONL file (unreadable images count as not seen).
+
+    Every record and every field that comparing uses is checked here, so that a hand-edited, cut
+    or foreign file is refused with `file:line: what is wrong` instead of failing half-way through
+    matching or writing. A file with no record at all is refused too: an empty output is a scan
+    that never ran (or the wrong file), and comparing against it would call every finding `new`
+    (or `not_covered`) with nothing to say so.
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise CompareError(f"{path}: not an envwatch scan JSONL file ({exc})") from None
-    if not all(isinstance(r, dict) and "image" in r and ("problems" in r or "error" in r) for r in records):
-        raise CompareError(f"{path}: not an envwatch scan JSONL file (a record has no image and problems)")
+    records = [_record(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not records:
+        raise CompareError(f"{path}: holds no scan records (an empty output is no scan: did the scan run?)")
     scanned = [r for r in records if "error" not in r]
     keys = _view_keys([r["image"] for r in scanned])
     findings = [
@@ -108,6 +123,68 @@ def load_scan(path: Path) -> ScanView:
     ]
     footprints = [r["georef"]["footprint"] for r in scanned if (r.get("georef") or {}).get("footprint")]
     return ScanView(findings, set(keys.values()), footprints)
+
+
+def _record(path: Path, number: int, line: str) -> dict:
+    """Line `number` of `path`, checked: the error names the file and line, so it can be found and fixed."""
+    try:
+        record = json.loads(line)
+        _check_record(record)
+    except json.JSONDecodeError as exc:
+        raise CompareError(f"{path}:{number}: not an envwatch scan record: not JSON ({exc})") from None
+    except CompareError as exc:
+        raise CompareError(f"{path}:{number}: not an envwatch scan record: {exc}") from None
+    return record
+
+
+def _check_record(record: object) -> None:
+    """Raise CompareError saying what is wrong with one line of a scan, for the fields comparing uses."""
+    if not isinstance(record, dict):
+        raise CompareError(f"a JSON object is expected, not {type(record).__name__}")
+    if not isinstance(record.get("image"), str):
+        raise CompareError("`image` must be the photo's path (a string)")
+    if "error" in record:
+        return  # an unreadable photo: nothing else is used
+    if not isinstance(record.get("problems"), list):
+        raise CompareError("`problems` must be a list (or the record an `error`)")
+    for problem in record["problems"]:
+        _check_problem(problem)
+    georef = record.get("georef")
+    if georef is not None and not isinstance(georef, dict):
+        raise CompareError("`georef` must be an object or null")
+    footprint = (georef or {}).get("footprint")
+    if footprint and not (isinstance(footprint, list) and len(footprint) >= 3 and all(map(_is_point, footprint))):
+        raise CompareError("`georef.footprint` must be a ring of [lon, lat] points")
+
+
+def _check_problem(problem: object) -> None:
+    if not isinstance(problem, dict):
+        raise CompareError("each problem must be an object")
+    if not isinstance(problem.get("type"), str) or not problem["type"]:
+        raise CompareError("a problem has no `type`")
+    if not _is_number(problem.get("score")):
+        raise CompareError("a problem's `score` must be a finite number")
+    box = problem.get("box")
+    if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+        raise CompareError("a problem's `box` must be [x1, y1, x2, y2], four finite numbers")
+    if box[0] > box[2] or box[1] > box[3]:
+        raise CompareError("a problem's `box` must have x1 <= x2 and y1 <= y2")
+    position = problem.get("position")
+    if position is None:
+        return
+    if not (isinstance(position, dict) and all(_is_number(position.get(k)) for k in ("lat", "lon", "error_m"))):
+        raise CompareError("a problem's `position` must be null or have finite `lat`, `lon` and `error_m`")
+    if not (-90 <= position["lat"] <= 90 and -180 <= position["lon"] <= 180 and position["error_m"] >= 0):
+        raise CompareError("a problem's `position` is off the globe or has a negative `error_m`")
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float; JSON booleans are not numbers here, nor NaN or Infinity (which json reads)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_point(point: object) -> bool:
+    return isinstance(point, list) and len(point) == 2 and all(map(_is_number, point))
 
 
 def _view_keys(images: list[str]) -> dict[str, str]:
@@ -216,21 +293,73 @@ def write(changes: list[Change], kind: str, stream: TextIO) -> None:
         stream.write(json.dumps(collection, ensure_ascii=False) + "\n")
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.distance <= 0 or not 0 < args.iou <= 1:
-        print("envwatch compare: --distance must be above 0 and --iou in (0, 1]", file=sys.stderr)
-        return 2
+def _check_options(args: argparse.Namespace) -> None:
+    """`--distance nan` would pass `<= 0` (every comparison with NaN is false) and then match nothing,
+    turning a finding 1 m away into `gone` + `new`; `inf` would match any two of a type anywhere."""
+    if not (math.isfinite(args.distance) and args.distance > 0):
+        raise CompareError(f"--distance must be a number of metres above 0, not {args.distance}")
+    if not 0 < args.iou <= 1:  # also false for NaN
+        raise CompareError(f"--iou must be in (0, 1], not {args.iou}")
+
+
+def render(changes: list[Change], kind: str) -> str:
+    """The whole output as text, made before the output file is touched."""
+    text = io.StringIO(newline="")
+    write(changes, kind, text)
+    return text.getvalue()
+
+
+def save(text: str, out: Path) -> None:
+    """Write `text` to `out` whole or not at all.
+
+    A comparison is small, so it is written to a temporary file beside `out` and moved over it:
+    a failure part-way (disk full, interrupted) leaves the earlier file as it was instead of cut
+    short. A link is followed (the file it names is replaced, not the link), and a pipe or device
+    (`/dev/stdout`) is written to directly, since there is nothing there to keep.
+    """
+    target = out.resolve()
+    if target.exists() and not target.is_file():
+        with target.open("w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        return
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        changes = compare(load_scan(args.old), load_scan(args.new), args.distance, args.iou)
-        output = open_output(args.out)
-    except (CompareError, OSError) as exc:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise CompareError(f"cannot write --out {out} ({exc}); what was there is left as it was") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions `target` has, or those a plain `open` would give a new file (mkstemp's are 0600)."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        _check_options(args)
+        old, new = load_scan(args.old), load_scan(args.new)
+        if args.out is not None:
+            refuse_unsafe_output(args.out, [args.old, args.new], "one of the scans to compare")
+        changes = compare(old, new, args.distance, args.iou)
+        text = render(changes, args.format)
+        if args.out is None:
+            open_output(None).write(text)
+        else:
+            save(text, args.out)
+    except (CompareError, OutputRefused, OSError) as exc:
         print(f"envwatch compare: {exc}", file=sys.stderr)
         return 2
-    try:
-        write(changes, args.format, output)
-    finally:
-        if output is not sys.stdout:
-            output.close()
     counts = Counter(change.status for change in changes)
     print("envwatch compare: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES), file=sys.stderr)
     return 0

@@ -23,8 +23,9 @@ image carries a georeference (drone EXIF/XMP or GeoTIFF, model/georef.py), else 
 `--engine ray` runs the same `scan` on Ray workers (scan_ray.py); with `--out` a manifest
 records what is done so that `--resume` skips it (scan_manifest.py). `--out` is checked before
 anything is opened for writing, because opening it empties it: a path that may be a photo is
-refused (`_check_out`). Image paths are carried and written as `path_text` (model/images.py) makes
-them, so names that are not UTF-8 reach the UTF-8 outputs.
+refused (`refuse_unsafe_output` in scan_formats.py, shared with `envwatch compare`). Image paths
+are carried and written as `path_text` (model/images.py) makes them, so names that are not UTF-8
+reach the UTF-8 outputs.
 
 Output formats and the CSV schema are described in scan_formats.py and docs/scan.md.
 Exit codes: 0 when the scan ran to the end (unreadable photos are reported per image, not fatal),
@@ -45,10 +46,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from PIL import Image
 from tqdm import tqdm
 
-from inference_api.scan_formats import WRITERS, open_output
+from inference_api.scan_formats import WRITERS, OutputRefused, open_output, refuse_unsafe_output
 from inference_api.scan_manifest import Manifest, ManifestError, manifest_path
 from model.detections import Detections
 from model.georef import Position, Ring, read_georeference
@@ -203,44 +203,11 @@ def _check(args: argparse.Namespace) -> list[Path]:
     if not paths:
         raise UsageError(f"no photos matched {' '.join(args.paths)} (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
     if args.out is not None:
-        _check_out(args.out, paths)
+        try:
+            refuse_unsafe_output(args.out, paths, "one of the photos to scan", [manifest_path(args.out)])
+        except OutputRefused as exc:
+            raise UsageError(str(exc)) from None
     return paths
-
-
-def _file_id(path: Path) -> tuple[int, int]:
-    """What makes two names the same file: also through links, `..` and hard links."""
-    stat = path.stat()
-    return stat.st_dev, stat.st_ino
-
-
-def _is_image(path: Path) -> bool:
-    """Whether Pillow recognises `path` as an image (it reads the header only)."""
-    try:
-        with Image.open(path):
-            return True
-    except Exception:  # not an image, or unreadable: either way not a photo to protect
-        return False
-
-
-def _check_out(out: Path, paths: list[Path]) -> None:
-    """Refuse an `--out` that may be a photo, before anything is opened for writing.
-
-    The output is truncated before the first photo is read, so `envwatch scan --out a.jpg b.jpg`
-    (one slipped argument) would destroy a.jpg and then report it as an empty file. Refused: an
-    output (or its manifest) that is one of the photos to scan, an output with an image suffix,
-    and an existing file that is an image whatever its name.
-    """
-    scanned = {_file_id(path) for path in paths}
-    for target in (out, manifest_path(out)):
-        if target.is_file() and _file_id(target) in scanned:
-            raise UsageError(f"--out {out} would overwrite {target}, one of the photos to scan; nothing was written")
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        raise UsageError(
-            f"--out {out} has a photo's suffix ({out.suffix}): refusing to write results over what may be a photo;"
-            " name a .jsonl, .csv or .geojson file (nothing was written)"
-        )
-    if out.is_file() and _is_image(out):
-        raise UsageError(f"--out {out} is an image: refusing to overwrite it; nothing was written")
 
 
 def _load_detector(path: Path | None) -> Detector:

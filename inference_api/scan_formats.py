@@ -29,12 +29,15 @@ import csv
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from PIL import Image
+
 from inference_api.spreadsheet import safe_record
 from model.georef import Position
-from model.images import path_text
+from model.images import IMAGE_SUFFIXES, path_text
 from model.problems import Problem
 from model.taxonomy import PROBLEMS_BY_KEY
 
@@ -46,6 +49,49 @@ CSV_COLUMNS = (
     "x1", "y1", "x2", "y2", "lat", "lon", "alt", "ground_lat", "ground_lon", "ground_error_m", "captured_at",
     "model", "error",
 )  # fmt: skip
+
+
+class OutputRefused(ValueError):
+    """An `--out` that may destroy a file the user keeps; the message says which and why."""
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """What makes two names the same file: also through links, `..` and hard links."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _is_image(path: Path) -> bool:
+    """Whether Pillow recognises `path` as an image (it reads the header only)."""
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # not an image, or unreadable: either way not a photo to protect
+        return False
+
+
+def refuse_unsafe_output(out: Path, inputs: Iterable[Path], inputs_are: str, written: Iterable[Path] = ()) -> None:
+    """Refuse an `--out` that may destroy an input or a photo, before anything is opened for writing.
+
+    Opening an output empties it, so one slipped argument (`envwatch scan --out a.jpg b.jpg`,
+    `envwatch compare old.jsonl new.jsonl --out old.jsonl`) would destroy a photo or the earlier
+    scan and then report on an empty file. Refused: an output, or a file written beside it
+    (`written`, e.g. scan's manifest), that is one of the `inputs` under any name (same device and
+    inode: links, `..`, hard links); an output with an image suffix; and an existing file that is
+    an image whatever its name. `inputs_are` names the inputs in the message ("one of the photos
+    to scan"). `envwatch scan` and `envwatch compare` both use this, so both refuse the same.
+    """
+    kept = {_file_id(path) for path in inputs}
+    for target in (out, *written):
+        if target.is_file() and _file_id(target) in kept:
+            raise OutputRefused(f"--out {out} would overwrite {target}, {inputs_are}; nothing was written")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise OutputRefused(
+            f"--out {out} has a photo's suffix ({out.suffix}): refusing to write results over what may be a photo;"
+            " name a .jsonl, .csv or .geojson file (nothing was written)"
+        )
+    if out.is_file() and _is_image(out):
+        raise OutputRefused(f"--out {out} is an image: refusing to overwrite it; nothing was written")
 
 
 def open_output(path: Path | None) -> TextIO:
