@@ -144,7 +144,7 @@ def test_registry_promotes_rolls_back_and_never_writes_outside_its_folder(tmp_pa
     reread = Registry(tmp_path)
     assert reread.promoted == "v2" and [p.version for p in reread.history] == ["v2", "v3", "v2"]
     assert reread.path_of("v2") == tmp_path / "versions" / "v2" / "m.onnx"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.json", "versions"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".registry.lock", "registry.json", "versions"]
     with pytest.raises(RegistryError, match="no model version"):
         reread.promote("v9", "tester")
 

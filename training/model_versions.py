@@ -20,9 +20,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from model.registry import Registry, RegistryError, Version
+from model.registry import Registry, RegistryError, Version, check_version_name
 from training.review_merge import RECORD
 
 CARD = "MODEL_CARD.md"
@@ -30,7 +34,65 @@ METRICS = "metrics.json"
 
 
 def _registry(args: argparse.Namespace) -> Registry:
-    return Registry(args.registry)
+    """`--registry`, else the service's own setting (`ENVWATCH_MODEL_REGISTRY`, default model/).
+
+    The same resolution as the service's, so a promotion made with only the variable set changes the registry
+    the service watches, not the package's.
+    """
+    if args.registry is not None:
+        return Registry(args.registry)
+    from inference_api.settings import Settings
+
+    return Registry(Settings().model_registry)
+
+
+def _loadable(onnx: Path) -> None:
+    """Refuse to promote a file the service could not serve: it would keep the old model, or start with none.
+
+    Loaded as the service loads it (model.runtime's Detector.load); onnxruntime raises its own exception types
+    for a file that is not a model, hence the broad except.
+    """
+    from model.runtime import Detector
+
+    try:
+        Detector.load(onnx)
+    except Exception as exc:
+        raise RegistryError(f"{onnx} does not load as a model ({type(exc).__name__}: {exc}); nothing changed") from exc
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder on the way to `folder` that does not exist yet (None: `folder` exists)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return missing
+        missing = path
+    return missing
+
+
+@contextmanager
+def _removed_on_failure(folder: Path) -> Iterator[None]:
+    """Remove the folders this run creates for `folder` if the body fails, so a failed `add` leaves nothing behind.
+
+    A folder that existed before (re-adding a version) is never removed: it holds a registered version's files.
+    """
+    created = _first_missing(folder)
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _export(checkpoint: Path, onnx: Path, version: str, imgsz: int) -> Path:
+    """`export_onnx`, with a checkpoint that does not load reported as such (torch raises many exception types)."""
+    from training.export import export_onnx
+
+    try:
+        return export_onnx(checkpoint, onnx, version, {}, imgsz)
+    except Exception as exc:
+        raise RegistryError(f"checkpoint {checkpoint} cannot be exported ({type(exc).__name__}: {exc})") from exc
 
 
 def measure(
@@ -187,17 +249,30 @@ def _choose_tile_thresholds(onnx: Path, folder: Path) -> dict:
 
 def add(args: argparse.Namespace) -> int:
     """Export, threshold, measure, write the card and register `args.version` (not promoted)."""
+    from training.evaluate import dataset_annotation
+
+    check_version_name(args.version)
+    registry = _registry(args)
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    dataset_annotation(args.dataset)  # a dataset that cannot be measured fails here, before the slow export
+    folder = registry.folder_of(args.version)
+    with _removed_on_failure(folder):
+        card = _add(args, registry, folder)
+    print(card)
+    print(f"registered {args.version} in {registry.file} (not promoted: `envwatch models promote {args.version}`)")
+    return 0
+
+
+def _add(args: argparse.Namespace, registry: Registry, folder: Path) -> str:
+    """`add`'s work once its input is checked: everything it writes goes under `folder`; returns the card."""
     import yaml
 
-    from training.evaluate import dataset_annotation
-    from training.export import export_onnx, write_metadata
+    from training.export import write_metadata
 
-    registry = _registry(args)
-    dataset_annotation(args.dataset)  # a dataset that cannot be measured fails here, before the slow export
     record = read_record(args.dataset)
-    folder = registry.folder_of(args.version)
     folder.mkdir(parents=True, exist_ok=True)
-    onnx = export_onnx(args.checkpoint, folder / f"envwatch-{args.version}.onnx", args.version, {}, args.imgsz)
+    onnx = _export(args.checkpoint, folder / f"envwatch-{args.version}.onnx", args.version, args.imgsz)
     val = measure(onnx, args.dataset, "val", args.limit, True, args.exclude_val, args.extra_negatives)
     choice = val["threshold_choice"]
     write_metadata(onnx, {"envwatch.thresholds": {k: float(c["threshold"]) for k, c in choice["labels"].items()}})
@@ -223,9 +298,7 @@ def add(args: argparse.Namespace) -> int:
     registry.add(
         Version(args.version, str(relative / onnx.name), str(relative / CARD), str(relative / METRICS), summary=summary)
     )
-    print(card)
-    print(f"registered {args.version} in {registry.file} (not promoted: `envwatch models promote {args.version}`)")
-    return 0
+    return card
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -259,7 +332,7 @@ def list_versions(args: argparse.Namespace) -> int:
 def promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    registry.promote(args.version, getpass.getuser())
+    registry.promote(args.version, getpass.getuser(), check=_loadable)
     print(f"promoted {args.version} (was {previous}); a running service switches within its poll interval")
     return 0
 
@@ -267,7 +340,7 @@ def promote(args: argparse.Namespace) -> int:
 def rollback(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    promotion = registry.rollback(getpass.getuser())
+    promotion = registry.rollback(getpass.getuser(), check=_loadable)
     print(f"rolled back from {previous} to {promotion.version}")
     return 0
 
@@ -276,6 +349,6 @@ def main(args: argparse.Namespace) -> int:
     handlers = {"list": list_versions, "add": add, "evaluate": evaluate, "promote": promote, "rollback": rollback}
     try:
         return handlers[args.action](args)
-    except (RegistryError, FileNotFoundError, ValueError) as exc:
-        print(f"envwatch models {args.action}: {exc}")
+    except (RegistryError, OSError, ValueError) as exc:
+        print(f"envwatch models {args.action}: {exc}", file=sys.stderr)
         return 2
