@@ -33,9 +33,7 @@ import io
 import json
 import math
 import os
-import stat
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -43,6 +41,7 @@ from typing import TextIO
 
 from inference_api.scan_formats import OutputRefused, open_output, refuse_unsafe_output
 from inference_api.spreadsheet import safe_record
+from model.files import mode_for, write_whole
 from model.georef import Ring, distance_m
 
 STATUSES = ("still_there", "gone", "not_covered", "new")
@@ -322,27 +321,10 @@ def save(text: str, out: Path) -> None:
         with target.open("w", encoding="utf-8", newline="") as stream:
             stream.write(text)
         return
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, _mode_for(target))
-        os.replace(temporary, target)
+        write_whole(target, text.encode("utf-8"), mode_for(target))
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise CompareError(f"cannot write --out {out} ({exc}); what was there is left as it was") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _mode_for(target: Path) -> int:
-    """The permissions `target` has, or those a plain `open` would give a new file (mkstemp's are 0600)."""
-    if target.exists():
-        return stat.S_IMODE(target.stat().st_mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,9 +9,9 @@ created when the database transaction that would reference them fails.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
+
+from model.files import write_whole
 
 
 class ImageStore:
@@ -36,17 +36,7 @@ class ImageStore:
         if target.exists():
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_whole(target, data, 0o600)  # photos stay private to the service's user, as they always were
         return True
 
     def read(self, sha256: str) -> bytes:

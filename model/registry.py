@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+
+from model.files import mode_for, write_whole
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 FILE = "registry.json"
@@ -221,20 +220,8 @@ class Registry:
         """Write the registry atomically: a temporary file in the same folder, renamed over registry.json."""
         self.root.mkdir(parents=True, exist_ok=True)
         data = {"versions": [asdict(v) for v in self.versions.values()], "history": [asdict(p) for p in self.history]}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
-        try:
-            # mkstemp makes the file 0600; the service may run as another user, so keep the file's
-            # mode (or the usual 0644 for a new one) rather than lock the service out after a promote.
-            os.chmod(tmp, stat.S_IMODE(self.file.stat().st_mode) if self.file.exists() else 0o644)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        write_whole(self.file, text.encode("utf-8"), mode_for(self.file))  # the service may run as another user
 
 
 def promoted_model(root: Path | None = None) -> Path:
