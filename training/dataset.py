@@ -22,11 +22,16 @@ import numpy as np
 import yaml
 
 from model.images import TRAINING_SUFFIXES
-from model.taxonomy import LABEL_NAMES
+from model.taxonomy import LABEL_NAMES, problem_for_label
 
 SPLITS = ("train", "val", "test")
-SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
+OOD = "ood"
+"""Photos never trained on and never used to choose anything: the out-of-domain test (see `split_ood`)."""
+SPLIT_RANK = {OOD: -1, "test": 0, "val": 1, "train": 2}
+PHOTO_TYPES = ("burning", "exposed_garbage", "overflowing_garbage")
+"""The problem types the shared data says yes or no to on every photo: what the photo classifier learns."""
 GENERIC_STEMS = {"img", "image", "images", "pic", "photo", "frame", "download"}
+PHOTOS_FILE = "photos.csv"
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "datasets" / "sources.yaml"
 
 
@@ -45,6 +50,20 @@ class Item:
     boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)
     unlabelled: tuple[str, ...] = ()
     dhash: int = 0
+    photo_types: frozenset[str] | None = None
+    """Problem types a photo-level source (no boxes) says the photo shows; None for box sources."""
+
+    @property
+    def shows(self) -> frozenset[str]:
+        """The problem types this photo shows: its folder's, or those its boxes raise."""
+        if self.photo_types is not None:
+            return self.photo_types
+        return frozenset(p for c, *_ in self.boxes if (p := problem_for_label(LABEL_NAMES[c])) is not None)
+
+    @property
+    def for_detector(self) -> bool:
+        """Whether the detector can learn from it: it has boxes, or shows nothing (a negative)."""
+        return self.photo_types is None or not self.photo_types
 
     @property
     def name(self) -> str:
@@ -136,7 +155,7 @@ def assign_cluster_splits(clusters: list[list[Item]], fractions: dict[str, float
     fractions (`fractions["negatives"]`): they are the hard negatives that thresholds are capped
     on and false alarms measured on, and a proportional share would leave val a handful.
     """
-    negative = [c for c in clusters if not any(item.boxes for item in c)]
+    negative = [c for c in clusters if not any(item.boxes or item.shows for item in c)]
     for part, shares in (
         (negative, fractions.get("negatives", fractions)),
         ([c for c in clusters if c not in negative], fractions),
@@ -171,6 +190,49 @@ def split_kept_source(clusters: list[list[Item]], val_fraction: float) -> Counte
     return dropped
 
 
+def inherit_splits(clusters: list[list[Item]], earlier: list[Item], max_bits: int) -> tuple[list[list[Item]], int]:
+    """Clusters holding a near-duplicate of an earlier source's photo take that photo's split; returns the rest.
+
+    Sources are split in recipe order, so adding a source never moves an earlier one's photos (the
+    shipped detector was trained on their train split): a copy of one of them in the new source
+    follows it instead of landing held out beside its trained twin. A cluster near photos of
+    several splits goes to the least held-out one, so no earlier train photo is ever dropped for
+    it; its members that copy an earlier held-out photo are then dropped from train as leaks.
+    Returns the clusters still to split and how many photos inherited a split.
+    """
+    if not earlier:
+        return clusters, 0
+    known = np.array([item.dhash for item in earlier], dtype=np.uint64)
+    rest, inherited = [], 0
+    for cluster in clusters:
+        hashes = np.array([item.dhash for item in cluster], dtype=np.uint64)
+        near = (np.bitwise_count(hashes[:, None] ^ known[None, :]) <= max_bits).any(axis=0)
+        if not near.any():
+            rest.append(cluster)
+            continue
+        split = max((earlier[i].split for i in np.flatnonzero(near)), key=SPLIT_RANK.__getitem__)
+        for item in cluster:
+            item.split = split
+        inherited += len(cluster)
+    return rest, inherited
+
+
+def split_ood(clusters: list[list[Item]], fraction: float) -> list[list[Item]]:
+    """Send `fraction` of the clusters (by a hash of their first name) to `OOD`; returns the others.
+
+    Whole clusters, so no near-twin of an out-of-domain photo is trained on; chosen by hash, not by
+    looking, so nothing about the photos chose them.
+    """
+    rest = []
+    for cluster in clusters:
+        if unit_hash("ood:" + min(item.name for item in cluster)) < fraction:
+            for item in cluster:
+                item.split = OOD
+        else:
+            rest.append(cluster)
+    return rest
+
+
 def difference_hash(path: Path) -> int:
     """64-bit dHash: robust to re-encoding and resizing, which is how copies differ here."""
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -186,6 +248,9 @@ def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
     items: list[Item] = []
     stats: Counter = Counter()
     for source, spec in recipe["sources"].items():
+        if "photo_folders" in spec:
+            items += collect_photo_folders(shared, source, spec["photo_folders"])
+            continue
         class_map = {int(k): LABEL_NAMES.index(v) for k, v in spec["classes"].items()}
         negatives = set(spec.get("negative_classes", []))
         kept_splits = spec.get("keep_source_splits")
@@ -212,13 +277,27 @@ def collect(shared: Path, recipe: dict) -> tuple[list[Item], Counter]:
     return items, stats
 
 
+def collect_photo_folders(shared: Path, source: str, folders: dict[str, list[str]]) -> list[Item]:
+    """A source whose folder names are its photo-level labels (`photo_folders`: folder -> problem types)."""
+    items = []
+    for folder, types in folders.items():
+        for image in sorted((shared / source / folder).iterdir()):
+            if image.suffix.lower() in TRAINING_SUFFIXES:
+                items.append(Item(source, image, "", folder, group_key(image.stem), photo_types=frozenset(types)))
+    return items
+
+
 def drop_leaks(items: list[Item], max_bits: int) -> tuple[list[Item], Counter]:
-    """Drop train/val images that are near-duplicates of an image in a more held-out split."""
+    """Drop images that are near-duplicates of an image in a more held-out split, across all sources.
+
+    Across sources because the same photo is in two of them (fire-scenes-cair has frames of
+    fire-continuous): one of them held out and the other trained on would be a leak.
+    """
     hashes = np.array([item.dhash for item in items], dtype=np.uint64)
     ranks = np.array([SPLIT_RANK[item.split] for item in items])
     keep = np.ones(len(items), dtype=bool)
     dropped: Counter = Counter()
-    for rank in (1, 2):  # val against test, then train against val and test
+    for rank in sorted(set(SPLIT_RANK.values()))[1:]:  # test against ood, val against both, then train
         lower = np.flatnonzero(ranks == rank)
         higher = np.flatnonzero((ranks < rank) & keep)
         if not len(lower) or not len(higher):
@@ -241,20 +320,20 @@ def label_lines(item: Item) -> list[str]:
 
 
 def write_dataset(items: list[Item], out: Path) -> Path:
-    for split in SPLITS:
+    for split in (*SPLITS, OOD):
         for kind in ("images", "labels"):
             target = out / kind / split
             target.mkdir(parents=True, exist_ok=True)
             for old in target.iterdir():
                 old.unlink()
-    for item in items:
+    for item in (item for item in items if item.for_detector):
         link = out / "images" / item.split / f"{item.name}{item.path.suffix.lower()}"
         os.symlink(item.path.resolve(), link)
         lines = label_lines(item)
         (out / "labels" / item.split / f"{item.name}.txt").write_text("\n".join(lines) + "\n" if lines else "")
     data = {
         "path": str(out.resolve()),
-        **{split: f"images/{split}" for split in SPLITS},
+        **{split: f"images/{split}" for split in (*SPLITS, OOD)},
         "names": dict(enumerate(LABEL_NAMES)),
     }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -264,7 +343,7 @@ def write_dataset(items: list[Item], out: Path) -> Path:
 def manifest_text(items: list[Item]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["split", "source", "source_split", "image", "group", "dhash", *LABEL_NAMES])
+    writer.writerow(["split", "source", "source_split", "image", "group", "dhash", "shows", *LABEL_NAMES])
     for item in sorted(items, key=lambda i: (i.split, i.name)):
         counts = Counter(c for c, *_ in item.boxes)
         writer.writerow(
@@ -275,7 +354,28 @@ def manifest_text(items: list[Item]) -> str:
                 item.path.name,
                 item.group,
                 f"{item.dhash:016x}",
+                " ".join(sorted(item.shows)),
                 *(counts.get(i, 0) for i in range(len(LABEL_NAMES))),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def photos_text(items: list[Item]) -> str:
+    """Every photo with its split and photo-level truth (1/0 per `PHOTO_TYPES`): the classifier's dataset."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["split", "source", "name", "path", "labels", *PHOTO_TYPES])
+    for item in sorted(items, key=lambda i: (i.split, i.name)):
+        shows = item.shows
+        writer.writerow(
+            [
+                item.split,
+                item.source,
+                item.name,
+                str(item.path.resolve()),
+                "boxes" if item.photo_types is None else "photo",
+                *(int(p in shows) for p in PHOTO_TYPES),
             ]
         )
     return buffer.getvalue()
@@ -286,30 +386,37 @@ def dataset_card(items: list[Item], stats: Counter, dropped: Counter, recipe: di
     for item in items:
         row = table[(item.source, item.split)]
         row["images"] += 1
-        row["negatives"] += not item.boxes
+        row["negatives"] += not item.shows
+        row["photo-level only"] += not item.for_detector
         for c, *_ in item.boxes:
             row[LABEL_NAMES[c]] += 1
-    header = ["source", "split", "images", "negatives", *LABEL_NAMES]
+        for problem in item.shows:
+            row[f"photos: {problem}"] += 1
+    header = ["source", "split", "images", "negatives", "photo-level only", *LABEL_NAMES]
+    header += [f"photos: {problem}" for problem in PHOTO_TYPES]
     lines = [
         "# envwatch detector dataset card",
         "",
         "Generated by `envwatch dataset build` from `datasets/sources.yaml`; do not edit by hand.",
         f"Manifest sha256: `{digest}` (same inputs and recipe give the same digest).",
         "",
-        "Boxes per detector label, images and negative images (no boxes) per source and split:",
+        "Per source and split: images, negatives (photos showing no problem), photos with a photo-level label",
+        "only (no boxes: they train and score the photo classifier, not the detector), boxes per detector label,",
+        f"and photos showing each problem type. Split `{OOD}` is the out-of-domain test: never trained on, never",
+        "used to choose anything.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for source in recipe["sources"]:
-        for split in SPLITS:
+        for split in (*SPLITS, OOD):
             row = table.get((source, split))
             if row:
                 lines.append("| " + " | ".join([source, split, *(str(row[h]) for h in header[2:])]) + " |")
     totals: Counter = Counter()
     for (_, split), row in table.items():
         totals.update({f"{split}:{k}": v for k, v in row.items()})
-    for split in SPLITS:
+    for split in (*SPLITS, OOD):
         lines.append(
             "| **all** | " + split + " | " + " | ".join(str(totals[f"{split}:{h}"]) for h in header[2:]) + " |"
         )
@@ -319,7 +426,7 @@ def dataset_card(items: list[Item], stats: Counter, dropped: Counter, recipe: di
         f"- near-duplicates or twins of a more held-out image dropped from {key}: {value}"
         for key, value in sorted(dropped.items())
     ]
-    lines += ["", "Attribution (CC BY 4.0):", ""]
+    lines += ["", "Attribution (each source's licence is named in its line):", ""]
     lines += [f"- {' '.join(spec['attribution'].split())}" for spec in recipe["sources"].values()]
     return "\n".join(lines) + "\n"
 
@@ -333,17 +440,25 @@ def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Pat
     split = recipe["split"]
     twins = read_twin_pairs(recipe_path.parent / split["twin_pairs"]) if split.get("twin_pairs") else set()
     dropped: Counter = Counter()
+    bits = split["near_duplicate_bits"]
     for source, spec in recipe["sources"].items():
-        clusters = clusters_of([item for item in items if item.source == source], split["near_duplicate_bits"], twins)
+        clusters = clusters_of([item for item in items if item.source == source], bits, twins)
         if spec.get("keep_source_splits"):
             dropped += split_kept_source(clusters, split["val"])
-        else:
-            assign_cluster_splits(clusters, split)
+            continue
+        if spec.get("follow_earlier_copies"):
+            earlier = [item for item in items if item.split and item.source != source]
+            clusters, inherited = inherit_splits(clusters, earlier, bits)
+            stats[f"{source}: photos that follow a copy in an earlier source into its split"] += inherited
+        if spec.get("ood_fraction"):
+            clusters = split_ood(clusters, spec["ood_fraction"])
+        assign_cluster_splits(clusters, split)
     items, leaks = drop_leaks([item for item in items if item.split], split["near_duplicate_bits"])
     dropped += leaks
     data_yaml = write_dataset(items, out)
     manifest = manifest_text(items)
     (out / "manifest.csv").write_text(manifest)
+    (out / PHOTOS_FILE).write_text(photos_text(items))
     digest = hashlib.sha256(manifest.encode()).hexdigest()
     text = dataset_card(items, stats, dropped, recipe, digest)
     (out / "CARD.md").write_text(text)
