@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO / "tests"))
 from drone_scenes import DATASETS, FIRES, background, paste  # noqa: E402
 
 from model.images import load_image_file  # noqa: E402
-from model.problems import problems_from  # noqa: E402
 from model.registry import promoted_model  # noqa: E402
 from model.runtime import Detector  # noqa: E402
 from model.tiling import detect_images  # noqa: E402
@@ -42,7 +41,7 @@ def found_alone(detector: Detector, photos: list[Path], kind: str, count: int) -
     """The first `count` photos in which the model, seeing each alone, raises a `kind` problem."""
     chosen = []
     for photo in photos:
-        if any(p.type == kind for p in problems_from(detector.detect([load_image_file(photo).pixels])[0])):
+        if any(p.type == kind for p in detector.problems(detector.detect([load_image_file(photo).pixels])[0])):
             chosen.append(photo)
         if len(chosen) == count:
             break
@@ -89,7 +88,7 @@ def main() -> None:
             pasted[(kind, side)] += 1
         for mode in found:
             start = time.perf_counter()
-            raised = problems_from(detect_images(detector, [frame], mode=mode, aerial=[True])[0])  # drone frames
+            raised = detector.problems(detect_images(detector, [frame], mode=mode, aerial=[True])[0])  # drone frames
             seconds[mode] += time.perf_counter() - start
             hit = np.zeros(len(raised), bool)
             for kind, side, (x1, y1, x2, y2) in truth:

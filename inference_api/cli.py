@@ -40,7 +40,13 @@ def _add_dataset(commands: argparse._SubParsersAction) -> None:
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train the detector (needs the train extra)")
     parser.add_argument("--data", type=Path, default=REPO / "build" / "dataset" / "data.yaml")
-    parser.add_argument("--project", type=Path, default=REPO / "build" / "runs")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        help="folder of runs (default: runs/ in the cache, ENVWATCH_CACHE or ~/.cache/envwatch, which a fresh "
+        "checkout finds again: --resume goes on from there)",
+    )
     parser.add_argument("--name", default="train")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--hours", type=float, default=None, help="train for this long instead of --epochs")
@@ -67,6 +73,28 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "--min-class-boxes", type=int, default=30, help="reviewed boxes a new problem type needs to become a class"
     )
     parser.set_defaults(module="training.commands", handler="train")
+
+
+def _add_scene(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("scene", help="the photo classifier beside the detector (needs the train extra)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    train = actions.add_parser("train", help="fit per-type heads on the pretrained backbone's cached features")
+    train.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
+    train.add_argument("--out", type=Path, default=REPO / "build" / "scene.pt")
+    train.add_argument("--record", type=Path, default=None, help="also write the fit's record (JSON) here")
+    attach = actions.add_parser("attach", help="merge the classifier into a detector ONNX; fusion chosen on val")
+    attach.add_argument("--detector", type=Path, required=True, help="ONNX from `envwatch export`")
+    attach.add_argument("--heads", type=Path, default=REPO / "build" / "scene.pt")
+    attach.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
+    attach.add_argument("--out", type=Path, required=True)
+    attach.add_argument("--version", required=True)
+    attach.add_argument("--record", type=Path, default=None, help="also write the fusion choice (JSON) here")
+    evaluate = actions.add_parser("evaluate", help="photo-level recall and false alarms: detector, classifier, fused")
+    evaluate.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
+    evaluate.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
+    evaluate.add_argument("--split", default="ood", choices=("val", "test", "ood"))
+    evaluate.add_argument("--out", type=Path, default=None)
+    parser.set_defaults(module="training.scene", handler="main")
 
 
 def _add_models(commands: argparse._SubParsersAction) -> None:
@@ -229,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_probe,
         _add_export,
+        _add_scene,
         _add_models,
         _add_scan,
         _add_import_scan,

@@ -53,7 +53,7 @@ from inference_api.scan_manifest import Manifest, ManifestError, manifest_path
 from model.detections import Detections
 from model.georef import Position, Ring, read_georeference
 from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file, path_text
-from model.problems import Problem, problems_from
+from model.problems import Problem
 from model.runtime import Detector
 from model.tiling import TileMode, detect_unmerged, merge_tiles
 
@@ -168,7 +168,7 @@ def scan(
                 yield ScanResult(path_text(path), detector.version, error=item)
                 continue
             detections = next(found)
-            problems = problems_from(merge_tiles(detections.with_min_scores(shipped)))
+            problems = detector.problems(merge_tiles(detections.with_min_scores(shipped)))
             georef, georef_warnings = read_georeference(path)
             yield ScanResult(
                 image=path_text(path),

@@ -32,7 +32,9 @@ class Detections:
     """Boxes in pixels of the original image (x1, y1, x2, y2), with scores and label indices.
 
     `names` maps a class index to its label, so a `Detections` is self-describing and can be
-    serialised without the model at hand.
+    serialised without the model at hand. `scene` holds what the model says of the photo as a
+    whole, per problem type (the photo classifier's scores, model/runtime.py), and `size` the
+    photo's (width, height): a problem the classifier raises without a box covers the whole photo.
     """
 
     xyxy: np.ndarray
@@ -40,6 +42,8 @@ class Detections:
     class_ids: np.ndarray
     names: tuple[str, ...]
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    scene: dict[str, float] = field(default_factory=dict)
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "xyxy", np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4))
@@ -53,8 +57,10 @@ class Detections:
                 raise ValueError(f"data[{key!r}] has {len(values)} rows, expected {n}")
 
     @classmethod
-    def empty(cls, names: Sequence[str]) -> Detections:
-        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(names))
+    def empty(
+        cls, names: Sequence[str], scene: dict[str, float] | None = None, size: tuple[int, int] | None = None
+    ) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(names), scene=scene or {}, size=size)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -70,6 +76,8 @@ class Detections:
             self.class_ids[index],
             self.names,
             {key: np.asarray(values)[index] for key, values in self.data.items()},
+            self.scene,
+            self.size,
         )
 
     def __iter__(self) -> Iterator[Detection]:

@@ -2,16 +2,23 @@
 
 A photo of one burning pile often gets a fire box and a smoke box above it; both mean one
 `burning` problem. So boxes that raise the same problem and overlap are merged into one problem
-(union box, best score), while context labels such as `garbage_bin` raise nothing.
+(union box, best score), while context labels such as `garbage_bin` raise nothing. A model with
+a photo classifier adds its fusion rule (model/fusion.py): weak boxes it rules out go, and a
+confident photo with no box raises a whole-photo problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from model.detections import Detections
+from model.fusion import FusionRule, vetoed, whole_photo_types
+
+Extent = Literal["box", "photo"]
 
 MERGE_IOU = 0.3
 
@@ -22,7 +29,9 @@ class Problem:
     score: float
     box: tuple[float, float, float, float]
     label: str
-    """The detector label of the best box behind this problem."""
+    """The detector label of the best box behind this problem; the problem type itself for a whole-photo one."""
+    extent: Extent = "box"
+    """`box`: the detector located it; `photo`: the classifier saw it somewhere in the photo, and `box` is the photo."""
 
     def as_dict(self) -> dict:
         return {
@@ -30,6 +39,7 @@ class Problem:
             "score": round(self.score, 4),
             "box": [round(v, 1) for v in self.box],
             "label": self.label,
+            "extent": self.extent,
         }
 
 
@@ -41,14 +51,21 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def problems_from(detections: Detections, thresholds: dict[str, float] | None = None) -> list[Problem]:
-    """Problems raised by `detections`, best first.
+def problems_from(
+    detections: Detections,
+    thresholds: dict[str, float] | None = None,
+    fusion: Mapping[str, FusionRule] | None = None,
+) -> list[Problem]:
+    """Problems raised by `detections`: box problems best first, then whole-photo ones best first.
 
     `thresholds` (per label) filters first; None means the detections were already thresholded
-    by the detector at its shipped values.
+    by the detector at its shipped values. `fusion` is the model's rule (`Detector.fusion`); it
+    acts only where `detections` carry classifier scores.
     """
     if thresholds is not None:
         detections = detections.with_min_scores(thresholds)
+    if fusion:
+        detections = vetoed(detections, fusion)
     groups: list[list[int]] = []
     types = detections.problem_types()
     for index in np.argsort(-detections.scores, kind="stable"):
@@ -62,7 +79,7 @@ def problems_from(detections: Detections, thresholds: dict[str, float] | None = 
                 break
         else:
             groups.append([int(index)])
-    problems = []
+    problems: list[Problem] = []
     for group in groups:
         boxes = detections.xyxy[group]
         union = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
@@ -72,4 +89,9 @@ def problems_from(detections: Detections, thresholds: dict[str, float] | None = 
                 types[best], float(detections.scores[best]), tuple(float(v) for v in union), detections.labels[best]
             )
         )
+    if fusion and detections.scene and detections.size:
+        width, height = detections.size
+        raised = whole_photo_types(detections, fusion, {p.type for p in problems})
+        whole = [Problem(t, detections.scene[t], (0.0, 0.0, float(width), float(height)), t, "photo") for t in raised]
+        problems += sorted(whole, key=lambda p: -p.score)
     return problems

@@ -3,6 +3,13 @@
 Serving must not need torch, so this mirrors what Ultralytics' predict does around the network
 (the same letterbox arithmetic, class-offset NMS, box rescaling) closely enough that both give
 the same boxes on the same weights; tests/test_runtime.py holds it to that.
+
+From v4 the file may hold a second network beside the detector: a photo classifier on a
+pretrained ImageNet backbone (training/scene.py), fed the same letterboxed input and answering
+per problem type "does this photo show it?" (output `scene`, metadata `envwatch.scene`), with the
+rule that fuses both into problems (`envwatch.fusion`, model/fusion.py). `Detector` is the one
+model object either way: callers detect and ask it for problems, and never need to know whether
+there are one or two networks inside. Files without a classifier (v1-v3) load and serve as before.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import numpy as np
 import onnxruntime as ort
 
 from model.detections import Detections
+from model.fusion import FusionRule, read_rules
+from model.problems import Problem, problems_from
 
 PAD_VALUE = 114
 MAX_DETECTIONS = 300
@@ -96,6 +105,15 @@ class Detector:
         }
         """The least score a box found in a tile needs (model/tiling.py); a label not listed: no extra bar."""
         self.input_name = self.session.get_inputs()[0].name
+        self.detector_output = self.session.get_outputs()[0].name
+        scene = meta.get("envwatch.scene") or {}
+        self.scene_types: tuple[str, ...] = tuple(scene.get("types", ()))
+        """Problem types the photo classifier scores, in the order of its output; empty: a detector-only model."""
+        self.scene_output: str | None = scene.get("output") if self.scene_types else None
+        self.fusion: dict[str, FusionRule] = read_rules(meta.get("envwatch.fusion", {}))
+        """Per problem type, how classifier and boxes raise problems together (model/fusion.py)."""
+        if self.scene_output and self.scene_output not in {o.name for o in self.session.get_outputs()}:
+            raise ValueError(f"{self.path}: envwatch.scene names output {self.scene_output!r}, which the graph lacks")
 
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None) -> Detector:
@@ -107,23 +125,44 @@ class Detector:
             raise FileNotFoundError(f"no model at {path}")
         return cls(path, threads)
 
-    def detect(self, images: Sequence[np.ndarray], conf: float | None = None, batch_size: int = 8) -> list[Detections]:
+    @property
+    def has_classifier(self) -> bool:
+        return self.scene_output is not None
+
+    def detect(
+        self, images: Sequence[np.ndarray], conf: float | None = None, batch_size: int = 8, scene: bool = True
+    ) -> list[Detections]:
         """Detect in BGR images; boxes come back in each image's own pixels.
 
         With `conf` None each label keeps its shipped threshold; a number applies to every label.
+        With `scene` (and a classifier in the file) each result also carries the classifier's
+        scores; `scene=False` runs the detector alone, as tiles do.
         """
+        outputs = [self.detector_output] + ([self.scene_output] if scene and self.scene_output else [])
         results: list[Detections] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             fitted = [letterbox(image, self.input_size) for image in chunk]
             batch = np.stack([f[0] for f in fitted])[..., ::-1].transpose(0, 3, 1, 2)
             batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
-            (output,) = self.session.run(None, {self.input_name: batch})
-            results += [self.decode(raw, box, conf) for raw, (_, box) in zip(output, fitted, strict=True)]
+            found = self.session.run(outputs, {self.input_name: batch})
+            scenes = found[1] if len(found) > 1 else [None] * len(chunk)
+            results += [
+                self.decode(raw, box, conf, scores)
+                for raw, (_, box), scores in zip(found[0], fitted, scenes, strict=True)
+            ]
         return results
 
-    def decode(self, raw: np.ndarray, fit: Letterbox, conf: float | None) -> Detections:
-        """One image's raw output (4 + classes, anchors) to thresholded, NMS-ed boxes."""
+    def problems(self, detections: Detections, thresholds: dict[str, float] | None = None) -> list[Problem]:
+        """The problems `detections` raise under this model's fusion rule (model/problems.py)."""
+        return problems_from(detections, thresholds, self.fusion)
+
+    def decode(
+        self, raw: np.ndarray, fit: Letterbox, conf: float | None, scene: np.ndarray | None = None
+    ) -> Detections:
+        """One image's raw output (4 + classes, anchors) to thresholded, NMS-ed boxes, with its classifier scores."""
+        size = (fit.width, fit.height)
+        scores_of = {t: float(v) for t, v in zip(self.scene_types, scene, strict=True)} if scene is not None else {}
         predictions = raw.T
         class_scores = predictions[:, 4:]
         class_ids = class_scores.argmax(axis=1)
@@ -131,14 +170,14 @@ class Detector:
         limits = np.full(len(self.names), conf, dtype=np.float32) if conf is not None else self.label_limits()
         keep = scores > limits[class_ids]
         if not keep.any():
-            return Detections.empty(self.names)
+            return Detections.empty(self.names, scores_of, size)
         xywh, scores, class_ids = predictions[keep, :4], scores[keep], class_ids[keep]
         boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
         kept = nms(boxes + class_ids[:, None] * CLASS_OFFSET, scores, self.nms_iou)[:MAX_DETECTIONS]
         offset, scale = [fit.pad_x, fit.pad_y] * 2, [fit.gain_x, fit.gain_y] * 2
         boxes = (boxes[kept] - offset) / scale
         boxes = np.clip(boxes, 0, [fit.width, fit.height, fit.width, fit.height])
-        return Detections(boxes, scores[kept], class_ids[kept], self.names)
+        return Detections(boxes, scores[kept], class_ids[kept], self.names, scene=scores_of, size=size)
 
     def label_limits(self) -> np.ndarray:
         return np.array([self.thresholds.get(name, 0.25) for name in self.names], dtype=np.float32)

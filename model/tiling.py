@@ -36,6 +36,12 @@ For the same reason a box found in a tile must also reach the model's *tile thre
 (`Detector.tile_thresholds`, ONNX metadata, chosen by `envwatch probe calibrate-tiles` so that
 tiled problem-free photos raise each problem on at most 10%). For v2's weights that means smoke
 only from the whole-frame pass (tiles scored smoke up to 0.99 on leaves) and fire from 0.53.
+
+A tiled image is left to the detector alone: the photo classifier (model/fusion.py) neither
+vetoes its boxes nor raises whole-photo problems on it. Fitted into 224 px, a drone frame's
+burning pile is a few pixels, so a low classifier score there says nothing, and tiles are the
+close-ups of leaves and roofs the classifier never trained on; no aerial data exists here to
+calibrate either use (see model/versions/v4/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -126,6 +132,7 @@ def _concat(parts: Sequence[Detections]) -> Detections:
         np.concatenate([p.class_ids for p in parts]),
         parts[0].names,
         {key: np.concatenate([p.data[key] for p in parts]) for key in parts[0].data},
+        size=parts[0].size,
     )
 
 
@@ -148,10 +155,10 @@ def detect_pieces(
     height, width = image.shape[:2]
     tiles = plan_tiles(width, height, detector.input_size)
     crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles]
-    found = detector.detect([image, *crops], conf=conf, batch_size=batch_size)
+    found = detector.detect([image, *crops], conf=conf, batch_size=batch_size, scene=False)
     whole = found[0]
     data = {"tile": np.full(len(whole), FULL_FRAME), "cut": np.zeros(len(whole), bool)}
-    parts = [Detections(whole.xyxy, whole.scores, whole.class_ids, whole.names, data)]
+    parts = [Detections(whole.xyxy, whole.scores, whole.class_ids, whole.names, data, size=whole.size)]
     for index, (tile, detections) in enumerate(zip(tiles, found[1:], strict=True)):
         if len(detections):
             detections = detections[detections.scores >= floor[detections.class_ids]]
@@ -199,7 +206,9 @@ def merge_tiles(detections: Detections) -> Detections:
         kept_boxes.append(box)
         order = rest
     result = detections[np.asarray(kept, dtype=np.int64)]
-    return Detections(np.asarray(kept_boxes).reshape(-1, 4), result.scores, result.class_ids, result.names)
+    return Detections(
+        np.asarray(kept_boxes).reshape(-1, 4), result.scores, result.class_ids, result.names, size=result.size
+    )
 
 
 def detect_images(

@@ -70,3 +70,38 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     thresholds = {"overflowing_garbage": 0.3, "exposed_garbage": 0.3, "garbage_bin": 0.3, "fire": 0.2, "smoke": 0.2}
     out = tmp_path_factory.mktemp("model") / "tiny.onnx"
     return export_onnx(tiny_checkpoint, out, version="tiny-test", thresholds=thresholds, imgsz=TINY_IMGSZ)
+
+
+@pytest.fixture(scope="session")
+def tiny_scene_onnx(built_dataset: Path, tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny detector with a photo classifier merged in, trained and attached by the real code.
+
+    Heads on the pretrained backbone from 8 photos per source and split (its features cached in a
+    folder of this run, not the user's cache), the fusion rule chosen on 8 val photos per source.
+    """
+    from training.scene import attach, train
+
+    root = tmp_path_factory.mktemp("scene")
+    heads = root / "heads.pt"
+    train(built_dataset, heads, input_size=(TINY_IMGSZ, TINY_IMGSZ), limit=8, cache_root=root / "cache")
+    return attach(tiny_onnx, heads, built_dataset, root / "tiny-scene.onnx", "tiny-scene", limit=8)["path"]
+
+
+@pytest.fixture(scope="session")
+def whole_photo_onnx(tiny_scene_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_scene_onnx` with a fusion rule that vetoes every burning box and raises burning on every photo.
+
+    Only the rule's two numbers differ from what `attach` chose: a model whose whole-photo problem is
+    certain, so the tests of how one is stored, exported, drawn and shown do not hang on a tiny
+    classifier's scores.
+    """
+    import shutil
+
+    from training.export import write_metadata
+
+    out = tmp_path_factory.mktemp("whole-photo") / "whole-photo.onnx"
+    shutil.copy(tiny_scene_onnx, out)
+    write_metadata(
+        out, {"envwatch.version": "whole-photo-test", "envwatch.fusion": {"burning": {"veto": 1.0, "photo": 0.0}}}
+    )
+    return out

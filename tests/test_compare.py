@@ -22,7 +22,6 @@ from pyproj import Geod
 from inference_api import cli
 from inference_api.compare import ScanView, Seen, compare
 from model.images import load_image_file
-from model.problems import problems_from
 from model.registry import promoted_model
 from model.runtime import Detector
 
@@ -156,7 +155,7 @@ def test_photos_without_georeference_match_on_the_same_view(tmp_path: Path) -> N
     detector = Detector.load(promoted_model())
 
     def problems(photo: Path) -> list[str]:
-        return [p.type for p in problems_from(detector.detect([load_image_file(photo).pixels])[0])]
+        return [p.type for p in detector.problems(detector.detect([load_image_file(photo).pixels])[0])]
 
     burning = [photo for photo in sorted(FIRES.glob("*.jpg"))[:12] if "burning" in problems(photo)][:4]
     clean = next(photo for photo in street_photos() if not problems(photo))

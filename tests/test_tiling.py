@@ -19,7 +19,6 @@ import pytest
 from drone_scenes import background, drone_jpeg, paste, surest_fire
 
 from model.detections import Detections
-from model.problems import problems_from
 from model.registry import promoted_model
 from model.runtime import Detector
 from model.tiling import (
@@ -99,7 +98,8 @@ def test_tiling_finds_a_small_fire_that_resizing_misses(
 ) -> None:
     image, pasted = scene
     found = {
-        mode: problems_from(detect_images(detector, [image], mode=mode, aerial=[True])[0]) for mode in ("off", "auto")
+        mode: detector.problems(detect_images(detector, [image], mode=mode, aerial=[True])[0])
+        for mode in ("off", "auto")
     }
     hits = {
         mode: [p for p in problems if p.type == "burning" and overlapping(np.array([p.box]), pasted)[0]]

@@ -155,6 +155,21 @@ def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
+def test_runs_live_in_the_cache_outside_the_checkout(tmp_path: Path) -> None:
+    """Without --project, runs go to ENVWATCH_CACHE/runs: where --resume looks after a fresh checkout."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "inference_api.cli", "train", "--name", "gone", "--resume"]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "ENVWATCH_CACHE": str(cache)}
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert str(cache / "runs" / "gone" / "weights" / "last.pt") in run.stdout
+
+
 def head_weights(checkpoint: Path) -> torch.Tensor:
     """The detection head's convolution weights, flattened into one vector."""
     from ultralytics import YOLO

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from training.cache import cache_dir
 from training.dataset import build, write_twin_pairs
 
 
@@ -38,15 +39,16 @@ def train(args: argparse.Namespace) -> int:
         print(f"no checkpoint at {args.init}: --init takes an earlier run's best.pt")
         return 2
     started = time.monotonic()
+    project = args.project or cache_dir() / "runs"  # outside the work tree: a long run outlives the checkout
     data, fraction = args.data, args.fraction
     if args.include_reviews is not None:  # docs/reviews.md; --fraction then trims only the shared photos
         from training.review_merge import merge
 
-        merged = args.project / args.name / "dataset"
+        merged = project / args.name / "dataset"
         data, fraction = merge(args.data, args.include_reviews, merged, args.min_class_boxes, fraction), 1.0
     config = TrainConfig(
         data=data,
-        project=args.project,
+        project=project,
         name=args.name,
         epochs=args.epochs,
         hours=args.hours,

@@ -55,6 +55,7 @@ from tqdm import tqdm
 
 from inference_api.scan import collect_paths
 from model.detections import Detections
+from model.fusion import FusionRule
 from model.images import IMAGE_SUFFIXES, load_image_file
 from model.problems import problems_from
 from model.runtime import Detector
@@ -430,14 +431,24 @@ def capped_choice(
     return chosen, record
 
 
-def flagged_types(images: Sequence[ImageResult], thresholds: dict[str, float]) -> dict[str, set[str]]:
-    """Per image name, the problem types an inspector would see raised at `thresholds`."""
-    return {image.name: {p.type for p in problems_from(image.detections, thresholds)} for image in images}
+def flagged_types(
+    images: Sequence[ImageResult], thresholds: dict[str, float], fusion: Mapping[str, FusionRule] | None = None
+) -> dict[str, set[str]]:
+    """Per image name, the problem types an inspector would see raised at `thresholds` under the model's `fusion`."""
+    return {image.name: {p.type for p in problems_from(image.detections, thresholds, fusion)} for image in images}
 
 
-def summarise(images: Sequence[ImageResult], annotated: Annotation, thresholds: dict[str, float]) -> dict:
-    """Every number of the report from one pass of detections (JSON layout in `main`'s docstring)."""
-    flagged = flagged_types(images, thresholds)
+def summarise(
+    images: Sequence[ImageResult],
+    annotated: Annotation,
+    thresholds: dict[str, float],
+    fusion: Mapping[str, FusionRule] | None = None,
+) -> dict:
+    """Every number of the report from one pass of detections (JSON layout in `main`'s docstring).
+
+    Box AP is the detector's alone; the image level is what an inspector sees, `fusion` included.
+    """
+    flagged = flagged_types(images, thresholds, fusion)
     by_source: dict[str, list[ImageResult]] = {}
     for image in images:
         by_source.setdefault(image.source, []).append(image)
@@ -492,7 +503,8 @@ def evaluate(
         "excluded": len(exclude),
         "image_set": image_set(images),
         "thresholds": dict(detector.thresholds),
-        **summarise(images, annotated, detector.thresholds),
+        "fusion": {problem: rule.as_dict() for problem, rule in detector.fusion.items()},
+        **summarise(images, annotated, detector.thresholds, detector.fusion),
     }
     if choose:
         outside = run_folder(detector, extra_negatives) if extra_negatives else []
@@ -631,8 +643,9 @@ def main(args: argparse.Namespace) -> int:
     """`envwatch evaluate`: print the tables; write the full record to --out.
 
     JSON layout: {"model", "model_path", "split", "images", "thresholds" (the shipped ones used for
-    the image level), "sources": {source: {"images", "labels": {label: {"ap50", "ap50_95", "boxes"}},
-    "map50", "map50_95", "problems": {type: {"recall", "false_alarm_rate", "positives", "negatives",
+    the image level), "fusion" (the model's fusion rule, model/fusion.py; empty for a detector alone),
+    "sources": {source: {"images", "labels": {label: {"ap50", "ap50_95", "boxes"}}, "map50", "map50_95",
+    "problems": {type: {"recall", "false_alarm_rate", "positives", "negatives",
     "flagged_positives", "flagged_negatives"}}}}, "all": {same}, "burning_fire_sources": {"sources",
     same counts}, "garbage_cn_burning_false_alarm": {same counts}, and with --choose-thresholds
     "threshold_choice": {"method", "labels": {label: {"threshold", "precision", "recall", "f1",

@@ -48,6 +48,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+from model.fusion import read_rules
 from model.images import load_image_file
 from training.dataset import DEFAULT_RECIPE
 from training.evaluate import (
@@ -277,7 +278,7 @@ def report_data(
     by_size: dict[str, list[ImageResult]] = {}
     for image in images:
         by_size.setdefault(image_size_name(longest_side[image.name]), []).append(image)
-    flagged = flagged_types(images, thresholds)
+    flagged = flagged_types(images, thresholds, read_rules(result.get("fusion", {})))  # as `summarise` counted
     order = [image_size_name(edge) for edge in (0, *IMAGE_SIZE_EDGES)]
     return {
         "iou": IOU,

@@ -11,7 +11,6 @@ import pytest
 from service_helpers import Server, Upload, with_exif
 
 from model.images import load_image
-from model.problems import problems_from
 from model.runtime import Detector
 
 LOW_CONF = "0.001"
@@ -73,7 +72,7 @@ def test_full_workflow_with_follow_up_photo_is_recorded_in_history(
     assert photo_event["image_id"] is not None
     assert photo_event["model_version"] == detail["model_version"]
     served = Detector.load(Path(server.env["ENVWATCH_MODEL_PATH"]))
-    expected = problems_from(served.detect([load_image(followup).pixels])[0])
+    expected = served.problems(served.detect([load_image(followup).pixels])[0])
     recorded = photo_event["followup_problems"]
     assert sorted((p["type"], p["label"]) for p in recorded) == sorted((p.type, p.label) for p in expected)
     assert sorted(p["score"] for p in recorded) == pytest.approx(sorted(float(p.score) for p in expected), abs=1e-3)

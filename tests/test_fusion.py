@@ -1,0 +1,82 @@
+"""The fusion rule (model/fusion.py, model/problems.py): hand-built detections, hand-computed problems."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.detections import Detections
+from model.fusion import FusionRule, read_rules
+from model.problems import problems_from
+from model.taxonomy import LABEL_NAMES
+
+FIRE, SMOKE, BIN = LABEL_NAMES.index("fire"), LABEL_NAMES.index("smoke"), LABEL_NAMES.index("garbage_bin")
+RULES = {"burning": FusionRule(veto=0.2, photo=0.8), "exposed_garbage": FusionRule(veto=0.1, photo=0.6)}
+
+
+def found(scene: dict[str, float], boxes: list[tuple[int, float]] = (), size: tuple[int, int] | None = (640, 480)):
+    xyxy = np.array([[10 + 100 * i, 10, 60 + 100 * i, 60] for i in range(len(boxes))], dtype=np.float32)
+    return Detections(xyxy, [s for _, s in boxes], [c for c, _ in boxes], LABEL_NAMES, scene=scene, size=size)
+
+
+def summary(problems):
+    return [(p.type, p.extent, round(p.score, 3), p.box) for p in problems]
+
+
+def test_a_box_the_classifier_rules_out_is_vetoed_and_one_it_does_not_is_kept() -> None:
+    kept = found({"burning": 0.25, "exposed_garbage": 0.0}, [(FIRE, 0.9)])
+    vetoed = found({"burning": 0.15, "exposed_garbage": 0.0}, [(FIRE, 0.9)])
+    assert summary(problems_from(kept, fusion=RULES)) == [("burning", "box", 0.9, (10.0, 10.0, 60.0, 60.0))]
+    assert problems_from(vetoed, fusion=RULES) == []
+    assert [p.type for p in problems_from(vetoed)] == ["burning"]  # no rule: the detector's alone
+
+
+def test_a_confident_photo_without_a_box_raises_a_whole_photo_problem() -> None:
+    photo = found({"burning": 0.85, "exposed_garbage": 0.61}, [(BIN, 0.9)])
+    assert summary(problems_from(photo, fusion=RULES)) == [
+        ("burning", "photo", 0.85, (0.0, 0.0, 640.0, 480.0)),
+        ("exposed_garbage", "photo", 0.61, (0.0, 0.0, 640.0, 480.0)),
+    ]
+    below = found({"burning": 0.79, "exposed_garbage": 0.59})
+    assert problems_from(below, fusion=RULES) == []
+
+
+def test_a_box_problem_is_not_repeated_as_a_whole_photo_one() -> None:
+    photo = found({"burning": 0.95, "exposed_garbage": 0.0}, [(SMOKE, 0.5)])
+    assert summary(problems_from(photo, fusion=RULES)) == [("burning", "box", 0.5, (10.0, 10.0, 60.0, 60.0))]
+
+
+def test_a_vetoed_box_can_not_coexist_with_a_whole_photo_problem_of_its_type() -> None:
+    """veto <= photo in every sensible rule; with a rule where it is not, the photo-level problem stands alone."""
+    odd = {"burning": FusionRule(veto=0.9, photo=0.5)}
+    photo = found({"burning": 0.6}, [(FIRE, 0.9)])
+    assert summary(problems_from(photo, fusion=odd)) == [("burning", "photo", 0.6, (0.0, 0.0, 640.0, 480.0))]
+
+
+def test_detections_without_classifier_scores_are_the_detectors_alone() -> None:
+    """A detector-only model, or a tiled frame (model/tiling.py), carries no scene scores."""
+    tiled = found({}, [(FIRE, 0.9)])
+    assert summary(problems_from(tiled, fusion=RULES)) == summary(problems_from(tiled))
+    assert problems_from(found({}), fusion=RULES) == []
+
+
+def test_selecting_rows_keeps_the_photos_scores_and_size() -> None:
+    photo = found({"burning": 0.5}, [(FIRE, 0.9), (BIN, 0.3)])
+    picked = photo[np.array([False, True])]
+    assert picked.scene == {"burning": 0.5} and picked.size == (640, 480) and len(picked) == 1
+
+
+@pytest.mark.parametrize("raw", [{"burning": {"veto": -0.1, "photo": 0.5}}, {"burning": {"veto": 0.1, "photo": 1.5}}])
+def test_rules_outside_zero_to_one_are_refused(raw) -> None:
+    with pytest.raises(ValueError, match="within 0..1"):
+        read_rules(raw)
+
+
+def test_a_box_of_the_family_keeps_its_kin_from_a_whole_photo_problem() -> None:
+    """An overflowing bin with a box is the photo's garbage: no "exposed garbage somewhere" beside it."""
+    overflow = LABEL_NAMES.index("overflowing_garbage")
+    rules = {**RULES, "overflowing_garbage": FusionRule(veto=0.1, photo=0.9)}
+    photo = found({"burning": 0.0, "exposed_garbage": 0.7, "overflowing_garbage": 0.5}, [(overflow, 0.8)])
+    assert [(p.type, p.extent) for p in problems_from(photo, fusion=rules)] == [("overflowing_garbage", "box")]
+    alone = found({"burning": 0.0, "exposed_garbage": 0.7, "overflowing_garbage": 0.5})
+    assert [(p.type, p.extent) for p in problems_from(alone, fusion=rules)] == [("exposed_garbage", "photo")]

@@ -1,0 +1,143 @@
+"""The v4 photo classifier: trained, merged into the detector's ONNX and run by the real code.
+
+`tiny_scene_onnx` (conftest.py) is the tiny detector with heads fitted on the pretrained backbone
+and merged in by `envwatch scene`'s own functions; these tests check that what serves is what was
+trained, that the detector inside is untouched, that scan carries it, and that older files and bad
+input behave.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from model.images import load_image_file
+from model.registry import Registry
+from model.runtime import Detector
+from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
+from training.export import write_metadata
+from training.scene import Heads, SceneNet, attach, detector_input, load_backbone, read_photos
+
+PHOTOS = [
+    "garbage-cn/valid/images",
+    "fire-continuous/test/images",
+    "fire-smoke-pd/valid/images",
+]
+
+
+@pytest.fixture(scope="module")
+def photos(shared_datasets: Path) -> list[Path]:
+    return [path for folder in PHOTOS for path in sorted((shared_datasets / folder).glob("*.jpg"))[:2]]
+
+
+def test_served_scores_equal_the_trained_network(tiny_scene_onnx: Path, photos: list[Path]) -> None:
+    """The merged graph's `scene` output is the backbone and heads as trained, run in torch."""
+    served = Detector.load(tiny_scene_onnx)
+    assert served.has_classifier and served.scene_types == PHOTO_TYPES
+    assert set(served.fusion) == set(PHOTO_TYPES)
+    heads = Heads.load(tiny_scene_onnx.parent / "heads.pt")
+    net = SceneNet(load_backbone(), head=heads.linear()).eval()
+    pixels = [load_image_file(path).pixels for path in photos]
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(np.stack([detector_input(p, served.input_size) for p in pixels]))).numpy()
+    got = np.array([[d.scene[t] for t in PHOTO_TYPES] for d in served.detect(pixels)])
+    assert got.shape == expected.shape == (len(photos), len(PHOTO_TYPES))
+    assert np.abs(got - expected).max() < 1e-3
+    assert len({tuple(row.round(3)) for row in got}) > 1, "every photo scored alike: the scores mean nothing"
+
+
+def test_the_detector_inside_is_untouched(tiny_onnx: Path, tiny_scene_onnx: Path, photos: list[Path]) -> None:
+    alone, merged = Detector.load(tiny_onnx), Detector.load(tiny_scene_onnx)
+    pixels = [load_image_file(path).pixels for path in photos]
+    for a, b in zip(alone.detect(pixels, conf=0.01), merged.detect(pixels, conf=0.01), strict=True):
+        assert a.labels == b.labels and np.allclose(a.xyxy, b.xyxy) and np.allclose(a.scores, b.scores)
+        assert a.scene == {} and set(b.scene) == set(PHOTO_TYPES)
+    assert merged.detect(pixels[:1], scene=False)[0].scene == {}  # as tiles run it
+
+
+def test_scan_raises_what_the_model_object_raises(tiny_scene_onnx: Path, photos: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in photos:
+        shutil.copy(path, folder / f"{path.parents[2].name}-{path.name}")
+    served = Detector.load(tiny_scene_onnx)
+    envwatch = Path(sys.executable).with_name("envwatch")
+    out = tmp_path / "scan.jsonl"
+    completed = subprocess.run(
+        [str(envwatch), "scan", str(folder), "--model", str(tiny_scene_onnx), "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(photos)
+    for record in records:
+        assert record["model"] == "tiny-scene"
+        expected = served.problems(served.detect([load_image_file(Path(record["image"])).pixels])[0])
+        got = [(p["type"], p["extent"], p["score"]) for p in record["problems"]]
+        assert got == [(p.type, p.extent, round(p.score, 4)) for p in expected]
+
+
+def test_versions_without_a_classifier_still_load_and_serve(photos: list[Path]) -> None:
+    registry = Registry()
+    for version in ("v1", "v2", "v3"):
+        detector = Detector.load(registry.path_of(version))
+        assert not detector.has_classifier and detector.fusion == {}
+        (found,) = detector.detect([load_image_file(photos[0]).pixels])
+        assert found.scene == {}
+        assert all(p.extent == "box" for p in detector.problems(found))
+
+
+def test_the_dataset_keeps_its_out_of_domain_photos_out_of_everything_trained(built_dataset: Path) -> None:
+    photos = read_photos(built_dataset)
+    ood = [p for p in photos if p.split == OOD]
+    assert ood and {p.source for p in ood} == {"fire-scenes-cair"}
+    assert any("burning" in p.shows for p in ood) and any(not p.shows for p in ood)
+    trained = {p.name for p in photos if p.split == "train"}
+    assert not trained & {p.name for p in ood}
+    assert not list((built_dataset / "images" / "train").glob("fire-scenes-cair__fire__*"))  # no boxes: classifier only
+    with open(built_dataset / PHOTOS_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["labels"] for row in rows if row["source"] == "fire-scenes-cair"} == {"photo"}
+
+
+def test_heads_for_another_input_size_are_refused(
+    tiny_onnx: Path, tiny_scene_onnx: Path, built_dataset: Path, tmp_path: Path
+) -> None:
+    """Features computed from a 416 px letterbox do not describe what a 160 px detector's input shows."""
+    heads = Heads.load(tiny_scene_onnx.parent / "heads.pt")
+    heads.input_size = (416, 416)
+    other = tmp_path / "heads-416.pt"
+    heads.save(other, {})
+    out = tmp_path / "refused.onnx"
+    with pytest.raises(ValueError, match=r"heads' features were computed at \[416, 416\]"):
+        attach(tiny_onnx, other, built_dataset, out, "refused")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"envwatch.fusion": {"burning": {"veto": 2.0, "photo": 0.5}}}, "within 0..1"),
+        ({"envwatch.scene": {"types": ["burning"], "output": "nowhere"}}, "names output 'nowhere'"),
+    ],
+)
+def test_damaged_classifier_metadata_is_refused(
+    tiny_scene_onnx: Path, tmp_path: Path, meta: dict, message: str
+) -> None:
+    broken = tmp_path / "broken.onnx"
+    shutil.copy(tiny_scene_onnx, broken)
+    write_metadata(broken, meta)
+    with pytest.raises(ValueError, match=message):
+        Detector.load(broken)
+    assert onnx.load(str(tiny_scene_onnx)).graph.output[-1].name == "scene"  # the original is untouched

