@@ -144,6 +144,8 @@ class Finding(Base):
     y1: Mapped[float] = mapped_column(Float)
     x2: Mapped[float] = mapped_column(Float)
     y2: Mapped[float] = mapped_column(Float)
+    extent: Mapped[str] = mapped_column(String(10), default="box", server_default="box")
+    """`box`: the detector located it; `photo`: the photo classifier saw it, and the box is the whole photo."""
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     alt: Mapped[float | None] = mapped_column(Float, nullable=True)

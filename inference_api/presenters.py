@@ -46,6 +46,7 @@ def finding_out(finding: Finding) -> FindingOut:
         label=finding.label,
         score=round(finding.score, 4),
         box=Box(x1=finding.x1, y1=finding.y1, x2=finding.x2, y2=finding.y2),
+        extent=finding.extent,
         gps=gps(finding.lat, finding.lon, finding.alt),
         captured_at=finding.captured_at,
         observed_at=finding.observed_at,

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 CSV_COLUMNS = (
     "image", "width", "height", "detections", "problem", "name_en", "name_zh", "score", "label",
-    "x1", "y1", "x2", "y2", "lat", "lon", "alt", "ground_lat", "ground_lon", "ground_error_m", "captured_at",
+    "extent", "x1", "y1", "x2", "y2", "lat", "lon", "alt", "ground_lat", "ground_lon", "ground_error_m", "captured_at",
     "model", "error",
 )  # fmt: skip
 
@@ -181,7 +181,7 @@ class CsvWriter(Writer):
             if problem:
                 x1, y1, x2, y2 = problem["box"]
                 row |= {"problem": problem["type"], "x1": x1, "y1": y1, "x2": x2, "y2": y2}
-                row |= {key: problem[key] for key in ("name_en", "name_zh", "score", "label")}
+                row |= {key: problem[key] for key in ("name_en", "name_zh", "score", "label", "extent")}
                 if problem["position"]:
                     row |= {f"ground_{key}": problem["position"][key] for key in ("lat", "lon", "error_m")}
             self.rows.writerow(safe_record(row))

@@ -111,7 +111,10 @@ def _problem(raw: object, width: int, height: int) -> Problem:
         raise ValueError(f"a box must have x1 <= x2 and y1 <= y2, not {box!r}")
     if raw.get("position") is not None:
         _coordinates(raw["position"], "position")
-    return Problem(raw["type"], _number(raw.get("score"), "score", 0, 1), (x1, y1, x2, y2), raw["label"])
+    extent = raw.get("extent", "box")  # scans before v4 wrote none: every problem was a box
+    if extent not in ("box", "photo"):
+        raise ValueError(f"a problem's extent must be 'box' or 'photo', not {extent!r}")
+    return Problem(raw["type"], _number(raw.get("score"), "score", 0, 1), (x1, y1, x2, y2), raw["label"], extent)
 
 
 def _checked(record: dict) -> tuple[int, int, list[Problem]]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from model.problems import Extent
 from model.taxonomy import PROBLEM_TYPES
 from model.tiling import TileMode
 
@@ -134,9 +135,13 @@ class FindingOut(BaseModel):
     inspection_id: int
     image_id: int
     type: str = Field(description="Problem type key from model.taxonomy.PROBLEM_TYPES.")
-    label: str = Field(description="Detector label that raised the problem.")
+    label: str = Field(description="Detector label that raised the problem; the type itself for a whole-photo one.")
     score: float
     box: Box
+    extent: Extent = Field(
+        description="`box`: the detector located the problem in `box`; `photo`: the photo classifier saw it "
+        "somewhere in the photo, and `box` is the whole photo (no place on it is claimed)."
+    )
     gps: Gps | None
     captured_at: datetime | None
     observed_at: datetime
@@ -154,6 +159,7 @@ class FollowupProblem(BaseModel):
     label: str
     score: float
     box: Box
+    extent: Extent = "box"
 
 
 class FindingEventOut(BaseModel):

@@ -12,7 +12,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -145,7 +145,6 @@ def analyse(
     inspector's close-up phone photo would only pay its time and its extra false alarms, so
     `auto` tiles only what the file says was taken from the air.
     """
-    from model.problems import problems_from
     from model.tiling import detect_images
 
     results: list[Analysed] = []
@@ -157,7 +156,7 @@ def analyse(
         outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial)
         for (item, _), detections in zip(decoded, outputs, strict=True):
             item.detections = len(detections)
-            problems = sorted(problems_from(detections), key=lambda p: -float(p.score))
+            problems = sorted(detector.problems(detections), key=lambda p: -float(p.score))
             item.problems = problems[:MAX_FINDINGS_PER_IMAGE]
     return results
 
@@ -231,6 +230,7 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
         "label": str(problem.label),
         "score": round(float(problem.score), 4),
         "box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+        "extent": problem.extent,
     }
 
 
@@ -276,6 +276,7 @@ def add_file_rows(
             y1=y1,
             x2=x2,
             y2=y2,
+            extent=problem.extent,
             lat=gps.get("lat"),
             lon=gps.get("lon"),
             alt=gps.get("alt"),
@@ -424,10 +425,21 @@ JPEG_MAX_SIDE = 65_500
 """The longest side a JPEG can hold; a longer stored image (a drone strip) is drawn scaled down to it."""
 
 
-def annotate(
-    data: bytes, boxes: list[tuple[str, float, tuple[float, float, float, float]]], settings: Settings
-) -> bytes:
-    """The image (EXIF orientation applied, as the boxes are) with `boxes` drawn, as JPEG bytes."""
+class Drawn(NamedTuple):
+    """One problem to draw on a photo: a box, or (`extent` "photo") the whole photo."""
+
+    type: str
+    score: float
+    box: tuple[float, float, float, float]
+    extent: str = "box"
+
+
+def annotate(data: bytes, boxes: list[Drawn], settings: Settings) -> bytes:
+    """The image (EXIF orientation applied, as the boxes are) with `boxes` drawn, as JPEG bytes.
+
+    A whole-photo problem is drawn as a frame just inside the photo's edge, its tag saying
+    "whole photo", so nobody takes it for a box around an object.
+    """
     import cv2
 
     from model.images import load_image
@@ -437,21 +449,25 @@ def annotate(
     if scale < 1.0:
         size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
         pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        boxes = [
-            (label, score, (x1 * scale, y1 * scale, x2 * scale, y2 * scale)) for label, score, (x1, y1, x2, y2) in boxes
-        ]
+        boxes = [d._replace(box=tuple(v * scale for v in d.box)) for d in boxes]
     else:
         pixels = pixels.copy()
     colours = {"burning": (0, 0, 255), "overflowing_garbage": (0, 165, 255), "exposed_garbage": (0, 255, 255)}
     thickness = max(2, round(max(pixels.shape[:2]) / 400))
-    for label, score, (x1, y1, x2, y2) in boxes:
+    height, width = pixels.shape[:2]
+    for label, score, (x1, y1, x2, y2), extent in boxes:
         colour = colours.get(label, (255, 255, 0))
-        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
+        whole = extent == "photo"
+        if whole:  # inset by half the line, so the whole frame shows; the tag sits inside, at the top
+            inset = thickness // 2 + 1
+            p1, p2 = (inset, inset), (width - 1 - inset, height - 1 - inset)
+        else:
+            p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
         cv2.rectangle(pixels, p1, p2, colour, thickness)
-        text = f"{label} {score:.2f}"
+        text = f"{label} {score:.2f}" + (" (whole photo)" if whole else "")
         scale = thickness / 3
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
-        top = max(p1[1] - th - base, 0)
+        top = p1[1] + thickness if whole else max(p1[1] - th - base, 0)
         cv2.rectangle(pixels, (p1[0], top), (p1[0] + tw, top + th + base), colour, -1)
         cv2.putText(
             pixels,

@@ -27,6 +27,7 @@ CSV_COLUMNS = [
     "type",
     "label",
     "score",
+    "extent",
     "status",
     "x1",
     "y1",

@@ -65,13 +65,16 @@ def get_original(image_id: IdPath, session: SessionDep, state: StateDep, _: Read
 def get_annotated(image_id: IdPath, session: SessionDep, state: StateDep, _: Reader) -> Response:
     """Boxes of the findings raised on this photo, or, for a follow-up photo, of the problems still seen on it."""
     image = _image(session, image_id)
-    boxes: list[tuple[str, float, tuple[float, float, float, float]]] = [
-        (f.type, f.score, (f.x1, f.y1, f.x2, f.y2)) for f in store.findings_on_image(session, image_id)
+    boxes: list[services.Drawn] = [
+        services.Drawn(f.type, f.score, (f.x1, f.y1, f.x2, f.y2), f.extent)
+        for f in store.findings_on_image(session, image_id)
     ]
     for event in store.events_with_image(session, image_id):
         for p in event.followup or []:
             b = p["box"]
-            boxes.append((p["type"], p["score"], (b["x1"], b["y1"], b["x2"], b["y2"])))
+            boxes.append(
+                services.Drawn(p["type"], p["score"], (b["x1"], b["y1"], b["x2"], b["y2"]), p.get("extent", "box"))
+            )
     data = state.images.read(image.sha256)
     try:
         jpeg = state.pool.run(services.annotate, data, boxes, state.settings)

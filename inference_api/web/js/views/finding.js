@@ -30,6 +30,7 @@ function details(f) {
     [t("status"), statusBadge(f.status)],
     [t("score"), formatScore(f.score)],
     [t("label"), f.label],
+    [t("extent"), f.extent === "photo" ? t("extentPhoto") : t("extentBox")],
     [t("place"), place],
     [t("captured"), formatTime(f.captured_at)],
     [t("created"), formatTime(f.created_at)],

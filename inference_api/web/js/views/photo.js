@@ -1,10 +1,12 @@
 // A stored photo with boxes drawn over it. The boxes are SVG in the photo's own pixel space
 // (the API gives boxes in pixels of the upright image, and browsers show photos upright), so
 // they stay on their object at any size, and are numbered to match the list of problems.
+// A whole-photo problem (extent "photo": the classifier saw it, no box says where) is drawn as a
+// dashed frame just inside the photo's edge, its tag saying so.
 
 import { imageUrl } from "../api.js";
 import { h, s } from "../dom.js";
-import { formatScore, typeName } from "../i18n.js";
+import { formatScore, t, typeName } from "../i18n.js";
 
 /** Stroke width and tag text size in the photo's pixels, so boxes look alike on any photo at any size. */
 export function overlayScale(width, height) {
@@ -14,8 +16,24 @@ export function overlayScale(width, height) {
   };
 }
 
+/** One problem's <g>: its box (or the photo's inner edge for a whole-photo one), a numbered tag and a title. */
+function drawn(p, i, width, height, stroke, size) {
+  const whole = p.extent === "photo";
+  const b = whole ? { x1: stroke / 2, y1: stroke / 2, x2: width - stroke / 2, y2: height - stroke / 2 } : p.box;
+  const tagY = whole ? stroke : Math.max(0, b.y1 - size * 1.3);
+  const text = `${i + 1} ${formatScore(p.score)}${whole ? ` · ${t("extentPhoto")}` : ""}`;
+  return s(
+    "g",
+    { class: `box t-${p.type}${whole ? " whole" : ""}` },
+    s("rect", { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1, "stroke-width": stroke, ...(whole ? { "stroke-dasharray": `${stroke * 4} ${stroke * 2}` } : {}) }),
+    s("rect", { class: "tag", x: b.x1, y: tagY, width: size * (whole ? 0.6 * text.length : 4.2), height: size * 1.3 }),
+    s("text", { x: b.x1 + size * 0.25, y: tagY + size, "font-size": size }, text),
+    s("title", {}, `${typeName(p.type)} ${formatScore(p.score)}${whole ? ` (${t("extentPhoto")})` : ""}`),
+  );
+}
+
 /**
- * <figure> with the image `imageId` (width × height pixels) and `boxes`: [{type, score, box}].
+ * <figure> with the image `imageId` (width × height pixels) and `boxes`: [{type, score, box, extent}].
  * `alt` describes the photo; the numbers drawn match the order of `boxes`.
  */
 export function photoWithBoxes(imageId, width, height, boxes, alt, caption) {
@@ -24,16 +42,7 @@ export function photoWithBoxes(imageId, width, height, boxes, alt, caption) {
   const overlay = s(
     "svg",
     { class: "boxes", viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", "aria-hidden": "true" },
-    boxes.map((p, i) =>
-      s(
-        "g",
-        { class: `box t-${p.type}` },
-        s("rect", { x: p.box.x1, y: p.box.y1, width: p.box.x2 - p.box.x1, height: p.box.y2 - p.box.y1, "stroke-width": stroke }),
-        s("rect", { class: "tag", x: p.box.x1, y: Math.max(0, p.box.y1 - size * 1.3), width: size * 4.2, height: size * 1.3 }),
-        s("text", { x: p.box.x1 + size * 0.25, y: Math.max(0, p.box.y1 - size * 1.3) + size, "font-size": size }, `${i + 1} ${formatScore(p.score)}`),
-        s("title", {}, `${typeName(p.type)} ${formatScore(p.score)}`),
-      ),
-    ),
+    boxes.map((p, i) => drawn(p, i, width, height, stroke, size)),
   );
   const frame = h("div", { class: "frame" }, img, overlay);
   imageUrl(`/v1/images/${imageId}/original`)
