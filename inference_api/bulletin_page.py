@@ -38,6 +38,8 @@ table { width: 100%; border-collapse: collapse; margin: 1mm 0 3mm; break-inside:
 th, td { border: 1px solid #777; padding: 1mm 1.5mm; text-align: center; }
 th { background: #eee; font-weight: 600; }
 td.name { text-align: left; }
+#ranking { font-size: 9pt; }
+#ranking td.name { white-space: nowrap; }
 tr { break-inside: avoid; }
 .up { color: #070; } .down { color: #b00; }
 .mine { background: #fff4cc; }
