@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from campaign import REGION, Campaign, in_process_server, local, plain_photo, play
 from openpyxl import load_workbook
+from service_helpers import GARBAGE_IMAGES, with_exif
 
 from inference_api import cli
 
@@ -362,3 +363,33 @@ def test_xlsx_keeps_formula_like_text_as_text(campaign: Campaign) -> None:
     row = list(load_workbook(io.BytesIO(sheet.content))["问题台账"].iter_rows(min_row=2, max_row=2))[0]
     assert row[4].value == '=HYPERLINK("http://x")' and row[4].data_type == "s"
     assert row[6].value == "=1+1" and row[6].data_type == "s"
+
+
+def test_recurrence_by_distance_needs_gps_nearby_and_a_close_before(campaign: Campaign) -> None:
+    """Another county, other villages: only GPS can tie these findings to the closed one."""
+    c = campaign
+    photo = sorted(GARBAGE_IMAGES.glob("*.jpg"))[8]
+    lat, lon = 28.70000, 113.60000
+
+    def raise_at(dlat: float, taken: str, village: str) -> dict:
+        with c.client() as client:
+            response = client.post(
+                "/v1/inspections",
+                files=[("files", ("gps.jpg", with_exif(photo, lat + dlat, lon, 30.0, taken), "image/jpeg"))],
+                data={"region": "临水县", "township": "甲镇", "village": village, "conf": "0.001"},
+            )
+        assert response.status_code == 201, response.text
+        return max(response.json()["findings"], key=lambda f: (f["score"], -f["id"]))
+
+    c.clock.set("2026-12-01 10:00")
+    first = raise_at(0.0, "2026:11:30 09:00:00", "甲村")
+    with c.client() as client:
+        for step in ({"to": "confirmed"}, {"to": "rectification_ordered", "deadline_days": 0}):
+            assert client.post(f"/v1/findings/{first['id']}/transitions", json=step).status_code == 200
+        assert client.post(f"/v1/findings/{first['id']}/rectification").status_code == 200
+        assert client.post(f"/v1/findings/{first['id']}/transitions", json={"to": "closed"}).status_code == 200
+    near = raise_at(0.00018, "2026:12:01 11:00:00", "乙村")  # 20 m north, an hour after the close
+    far = raise_at(0.0045, "2026:12:01 11:05:00", "丙村")  # 500 m north
+    earlier = raise_at(0.00018, "2026:12:01 09:30:00", "丁村")  # 20 m, but photographed before the close
+    assert (near["type"], near["recurrence_of"]) == (first["type"], first["id"])
+    assert far["recurrence_of"] is None and earlier["recurrence_of"] is None
