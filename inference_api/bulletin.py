@@ -28,7 +28,7 @@ each finding's history up to `as_of`, the period's end (or now, for a period sti
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from inference_api import store
-from inference_api.models import Finding, FindingEvent, utcnow
+from inference_api.models import utcnow
 from inference_api.schemas import (
     Box,
     Bulletin,
@@ -103,18 +103,55 @@ def current_period(settings: Settings) -> Period:
 # ---------------------------------------------------------------- one finding's history, replayed
 
 
-def _before(finding: Finding, moment: datetime) -> list[FindingEvent]:
-    return [e for e in finding.events if e.at < moment]
+@dataclass(frozen=True)
+class Move:
+    to: str
+    at: datetime
+    deadline: date | None
 
 
-def _status_at(finding: Finding, moment: datetime) -> str | None:
-    events = _before(finding, moment)
-    return events[-1].to_status if events else None
+@dataclass
+class Record:
+    """A finding as a bulletin needs it: its place, its current status and its review moves in order."""
+
+    id: int
+    type: str
+    score: float
+    image_id: int
+    box: tuple[float, float, float, float]
+    observed_at: datetime
+    status: str
+    recurrence_of: int | None
+    township: str | None
+    village: str | None
+    moves: list[Move]
 
 
-def _deadline_at(events: list[FindingEvent]) -> date | None:
-    """The deadline of the last order among `events`."""
-    orders = [e for e in events if e.to_status == Status.rectification_ordered.value]
+def _records(session: Session, region: str, before: datetime) -> list[Record]:
+    moves: dict[int, list[Move]] = defaultdict(list)
+    for finding_id, to, at, deadline in store.region_events(session, region, before):
+        moves[finding_id].append(Move(to, at, deadline))
+    return [
+        Record(
+            id=row.id,
+            type=row.type,
+            score=row.score,
+            image_id=row.image_id,
+            box=(row.x1, row.y1, row.x2, row.y2),
+            observed_at=row.observed_at,
+            status=row.status,
+            recurrence_of=row.recurrence_of_id,
+            township=row.township,
+            village=row.village,
+            moves=moves[row.id],
+        )
+        for row in store.region_findings(session, region, before)
+    ]
+
+
+def _deadline_of(moves: list[Move]) -> date | None:
+    """The deadline of the last order among `moves`."""
+    orders = [m for m in moves if m.to == Status.rectification_ordered.value]
     return orders[-1].deadline if orders else None
 
 
@@ -122,7 +159,7 @@ def _deadline_at(events: list[FindingEvent]) -> date | None:
 class _Outcome:
     """What one finding contributes to a bulletin's counts."""
 
-    finding: Finding
+    finding: Record
     new: bool
     awaiting: bool
     rectified_at: datetime | None
@@ -132,28 +169,27 @@ class _Outcome:
 
     @property
     def township(self) -> str | None:
-        return self.finding.inspection.township
+        return self.finding.township
 
 
-def _outcome(finding: Finding, start: datetime, end: datetime, as_of: datetime, zone: ZoneInfo) -> _Outcome:
+def _outcome(finding: Record, start: datetime, end: datetime, as_of: datetime, zone: ZoneInfo) -> _Outcome:
     observed_in = start <= finding.observed_at < end
-    history = _before(finding, as_of)
-    rectified = [e for e in history if e.to_status == Status.rectified.value and e.at >= start]
-    stands = _status_at(finding, as_of) in (Status.rectified.value, Status.closed.value)
-    rectified_at, late, deadline = None, False, _deadline_at(history)
-    if rectified and stands:
-        last = rectified[-1]
-        rectified_at, deadline = last.at, _deadline_at([e for e in history if e.id < last.id])
-        late = deadline is not None and last.at.astimezone(zone).date() > deadline
-    ordered = _status_at(finding, as_of) == Status.rectification_ordered.value
-    overdue = ordered and deadline is not None and deadline < as_of.astimezone(zone).date()
+    history = [m for m in finding.moves if m.at < as_of]
+    status = history[-1].to if history else None
+    rectified_at, late, deadline = None, False, _deadline_of(history)
+    stands = status in (Status.rectified.value, Status.closed.value)
+    last = next((i for i in range(len(history) - 1, -1, -1) if history[i].to == Status.rectified.value), None)
+    if stands and last is not None and history[last].at >= start:
+        rectified_at, deadline = history[last].at, _deadline_of(history[:last])
+        late = deadline is not None and rectified_at.astimezone(zone).date() > deadline
+    ordered = status == Status.rectification_ordered.value
     return _Outcome(
         finding=finding,
         new=observed_in and finding.status not in REVIEWED_OUT,
         awaiting=observed_in and finding.status == Status.candidate.value,
         rectified_at=rectified_at,
         late=late,
-        overdue=overdue,
+        overdue=ordered and deadline is not None and deadline < as_of.astimezone(zone).date(),
         deadline=deadline,
     )
 
@@ -176,14 +212,17 @@ def _ranking(
     for township, village, first in places:
         if township is not None and first < end:
             villages.setdefault(township, set()).update([village] if village else [])
+    by_township: dict[str | None, list[_Outcome]] = defaultdict(list)
+    for o in outcomes:
+        by_township[o.township].append(o)
     rows: dict[str, BulletinRank] = {}
     for township, names in villages.items():
-        mine = [o for o in outcomes if o.township == township]
+        mine = by_township[township]
         problems = sum(o.new for o in mine)
         on_time = sum(o.rectified_at is not None and not o.late for o in mine)
         late = sum(o.late for o in mine)
         overdue = sum(o.overdue for o in mine)
-        recurrences = sum(o.new and o.finding.recurrence_of_id is not None for o in mine)
+        recurrences = sum(o.new and o.finding.recurrence_of is not None for o in mine)
         counted = on_time + late + overdue
         rate = on_time / counted if counted else 1.0
         per_village = problems / max(1, len(names))
@@ -215,7 +254,7 @@ def _ranking(
 
 
 def _replay(
-    findings: list[Finding], period: Period, now: datetime, zone: ZoneInfo
+    findings: list[Record], period: Period, now: datetime, zone: ZoneInfo
 ) -> tuple[list[_Outcome], datetime, datetime, datetime]:
     start, end = period.bounds(zone)
     as_of = min(end, now)
@@ -230,17 +269,17 @@ def _item(outcome: _Outcome, at: datetime | None) -> BulletinItem:
     return BulletinItem(
         finding_id=f.id,
         type=f.type,
-        township=f.inspection.township,
-        village=f.inspection.village,
+        township=f.township,
+        village=f.village,
         deadline=outcome.deadline,
         at=at,
-        recurrence_of=f.recurrence_of_id,
+        recurrence_of=f.recurrence_of,
     )
 
 
 def _photos(new: list[_Outcome], count: int) -> list[BulletinPhoto]:
     """The `count` most confident new problems, one per photo."""
-    chosen: dict[int, Finding] = {}
+    chosen: dict[int, Record] = {}
     for f in sorted((o.finding for o in new), key=lambda f: (-f.score, f.id)):
         if len(chosen) == count:
             break
@@ -251,9 +290,9 @@ def _photos(new: list[_Outcome], count: int) -> list[BulletinPhoto]:
             image_id=f.image_id,
             type=f.type,
             score=round(f.score, 4),
-            box=Box(x1=f.x1, y1=f.y1, x2=f.x2, y2=f.y2),
-            township=f.inspection.township,
-            village=f.inspection.village,
+            box=Box(x1=f.box[0], y1=f.box[1], x2=f.box[2], y2=f.box[3]),
+            township=f.township,
+            village=f.village,
             observed_at=f.observed_at,
         )
         for f in chosen.values()
@@ -269,7 +308,7 @@ def make(session: Session, settings: Settings, period: Period, region: str, town
     """The bulletin of `region` (or its `township`) for `period`, as of now."""
     zone = ZoneInfo(settings.timezone)
     now = utcnow()
-    findings = list(store.region_findings(session, region, period.bounds(zone)[1]))
+    findings = _records(session, region, period.bounds(zone)[1])
     places = store.region_places(session, region)
     outcomes, start, end, as_of = _replay(findings, period, now, zone)
     before = period.previous()
@@ -287,7 +326,7 @@ def make(session: Session, settings: Settings, period: Period, region: str, town
         townships.setdefault(o.township, []).append(o)
     rectified = [o for o in here if o.rectified_at is not None]
     overdue = [o for o in here if o.overdue]
-    recurring = [o for o in new if o.finding.recurrence_of_id is not None]
+    recurring = [o for o in new if o.finding.recurrence_of is not None]
     return Bulletin(
         period=period.key,
         first_day=period.first,

@@ -72,7 +72,7 @@ def _place(township: str | None, village: str | None) -> str:
 
 def title(bulletin: Bulletin) -> str:
     place = bulletin.region + (bulletin.township or "")
-    if bulletin.period.count("-W"):
+    if "-W" in bulletin.period:
         year, week = bulletin.period.split("-W")
         return f"{place}农村人居环境整治周通报（{year}年第{int(week)}周）"
     year, month = bulletin.period.split("-")

@@ -172,7 +172,6 @@ class Finding(Base):
 
     inspection: Mapped[Inspection] = relationship(back_populates="findings")
     image: Mapped[Image] = relationship()
-    recurrence_of: Mapped[Finding | None] = relationship(remote_side="Finding.id", foreign_keys=[recurrence_of_id])
     events: Mapped[list[FindingEvent]] = relationship(
         back_populates="finding", order_by="FindingEvent.id", cascade="all, delete-orphan"
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, UnaryExpression, case, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, UnaryExpression, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -314,14 +315,41 @@ def recently_closed(
 # ---------------------------------------------------------------- bulletins
 
 
-def region_findings(session: Session, region: str, before: datetime) -> Sequence[Finding]:
-    """Every finding of `region` observed before `before`, with its inspection and history: what a bulletin replays."""
-    return session.scalars(
-        select(Finding)
+def region_findings(session: Session, region: str, before: datetime) -> Sequence[Row[Any]]:
+    """Every finding of `region` observed before `before`, with its place: what a bulletin replays.
+
+    Plain rows, not ORM objects: a county's whole ledger is read for each bulletin.
+    """
+    return session.execute(
+        select(
+            Finding.id,
+            Finding.type,
+            Finding.score,
+            Finding.image_id,
+            Finding.x1,
+            Finding.y1,
+            Finding.x2,
+            Finding.y2,
+            Finding.observed_at,
+            Finding.status,
+            Finding.recurrence_of_id,
+            Inspection.township,
+            Inspection.village,
+        )
         .join(Inspection, Finding.inspection_id == Inspection.id)
         .where(Inspection.region == region, Finding.observed_at < before)
-        .options(selectinload(Finding.inspection), selectinload(Finding.events))
         .order_by(Finding.id)
+    ).all()
+
+
+def region_events(session: Session, region: str, before: datetime) -> Sequence[Row[Any]]:
+    """(finding_id, to_status, at, deadline) of every review move of those findings, in the order they happened."""
+    return session.execute(
+        select(FindingEvent.finding_id, FindingEvent.to_status, FindingEvent.at, FindingEvent.deadline)
+        .join(Finding, FindingEvent.finding_id == Finding.id)
+        .join(Inspection, Finding.inspection_id == Inspection.id)
+        .where(Inspection.region == region, Finding.observed_at < before)
+        .order_by(FindingEvent.id)
     ).all()
 
 

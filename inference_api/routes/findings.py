@@ -213,8 +213,8 @@ def summary_csv(session: SessionDep, _: Reader, where: FilterDep) -> Response:
     },
 )
 def summary_xlsx(request: Request, session: SessionDep, state: StateDep, _: Reader, where: FilterDep) -> Response:
-    """The summary as a spreadsheet, each county linking to its ledger with the same filters."""
-    filters = {k: v for k, v in request.query_params.items() if k != "region"}
+    """The summary as a spreadsheet, each county linking to its ledger (with the same type and status)."""
+    filters = {k: v for k, v in request.query_params.items() if k in ("type", "status")}
     body = workbook.summary(
         _summary(session, where), str(request.base_url).rstrip("/"), ZoneInfo(state.settings.timezone), filters
     )
