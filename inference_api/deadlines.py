@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from inference_api import store, webhooks
 from inference_api.db import transaction
 from inference_api.errors import ApiError
-from inference_api.models import utcnow
+from inference_api.models import Finding, utcnow
+from inference_api.schemas import Status
 from inference_api.settings import Settings
 
 log = logging.getLogger("envwatch.deadlines")
@@ -56,6 +58,19 @@ def order_deadline(
 def is_late(rectified_at: datetime, deadline: date, settings: Settings) -> bool:
     """Rectified on a day after the deadline's."""
     return local_date(rectified_at, settings) > deadline
+
+
+def changes(
+    settings: Settings, finding: Finding, to: Status, now: datetime, deadline: date | None, days: int | None
+) -> dict[str, Any]:
+    """Columns a review move sets beside the status: an order's deadline (clearing the last overdue mark),
+    or whether a rectification is late."""
+    if to == Status.rectification_ordered:
+        due = order_deadline(settings, finding.type, now, deadline, days)
+        return {"deadline": due, "overdue_at": None, "rectified_late": None}
+    if to == Status.rectified and finding.deadline is not None:
+        return {"rectified_late": is_late(now, finding.deadline, settings)}
+    return {}
 
 
 def sweep(sessions: sessionmaker[Session], settings: Settings) -> list[int]:

@@ -406,7 +406,7 @@ def transition(
                     f"a finding cannot go from {current.value} to {to.value}; allowed from {current.value}: {allowed}",
                 )
             now = utcnow()
-            changes = _deadline_changes(state.settings, finding, to, now, deadline, deadline_days)
+            changes = deadlines.changes(state.settings, finding, to, now, deadline, deadline_days)
             if not store.compare_and_set_status(session, finding_id, current.value, to.value, **changes):
                 raise ApiError(409, "concurrent_change", "the finding was changed by someone else; reload and retry")
             event = FindingEvent(
@@ -443,18 +443,6 @@ def transition(
     except BaseException:
         discard_unreferenced(state, created)
         raise
-
-
-def _deadline_changes(
-    settings: Settings, finding: Finding, to: Status, now: datetime, deadline: date | None, days: int | None
-) -> dict[str, Any]:
-    """Columns a move sets beside the status: a new order's deadline (clearing the last overdue mark), or lateness."""
-    if to == Status.rectification_ordered:
-        due = deadlines.order_deadline(settings, finding.type, now, deadline, days)
-        return {"deadline": due, "overdue_at": None, "rectified_late": None}
-    if to == Status.rectified and finding.deadline is not None:
-        return {"rectified_late": deadlines.is_late(now, finding.deadline, settings)}
-    return {}
 
 
 JPEG_MAX_SIDE = 65_500

@@ -393,3 +393,9 @@ def test_recurrence_by_distance_needs_gps_nearby_and_a_close_before(campaign: Ca
     earlier = raise_at(0.00018, "2026:12:01 09:30:00", "丁村")  # 20 m, but photographed before the close
     assert (near["type"], near["recurrence_of"]) == (first["type"], first["id"])
     assert far["recurrence_of"] is None and earlier["recurrence_of"] is None
+
+
+def test_cli_refuses_a_bad_period_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["bulletin", "--period", "2026-W60", "--region", REGION, "--out", str(out)]) == 2
+    assert "no such ISO week" in capsys.readouterr().err and not out.exists()
