@@ -12,8 +12,8 @@ each finding's history up to `as_of`, the period's end (or now, for a period sti
 - **Still overdue**: findings whose rectification is ordered at `as_of` with a deadline before
   that day, whenever they were raised.
 - **Recurrences** (反弹, inference_api/recurrences.py): new problems linked to a closed one.
-- **Ranking** of the county's townships (every township an inspection named by the period's end,
-  so a clean one ranks too), by
+- **Ranking** of the county's townships (every township an inspection named by the period's end, or
+  a finding observed by then named, so a clean one ranks too), by
 
       score = w_on_time_rate × on_time_rate − w_problems_per_village × problems / villages
               − w_overdue × overdue − w_recurrences × recurrences
@@ -208,9 +208,12 @@ def _ranking(
     end: datetime,
     weights: dict[str, float],
 ) -> list[BulletinRank]:
+    named = [(township, village) for township, village, first in places if first < end]
+    # A photo taken before the end but uploaded after it still names its place for this period.
+    named += [(o.township, o.finding.village) for o in outcomes if o.finding.observed_at < end]
     villages: dict[str, set[str]] = {}
-    for township, village, first in places:
-        if township is not None and first < end:
+    for township, village in named:
+        if township is not None:
             villages.setdefault(township, set()).update([village] if village else [])
     by_township: dict[str | None, list[_Outcome]] = defaultdict(list)
     for o in outcomes:

@@ -399,3 +399,20 @@ def test_cli_refuses_a_bad_period_and_writes_nothing(tmp_path: Path, capsys: pyt
     out = tmp_path / "out"
     assert cli.main(["bulletin", "--period", "2026-W60", "--region", REGION, "--out", str(out)]) == 2
     assert "no such ISO week" in capsys.readouterr().err and not out.exists()
+
+
+def test_photo_taken_in_the_week_but_uploaded_after_it_ranks_its_township(campaign: Campaign) -> None:
+    c = campaign
+    c.clock.set("2026-12-01 10:00")  # W49; the photo was taken on W48's Sunday
+    photo = with_exif(sorted(GARBAGE_IMAGES.glob("*.jpg"))[9], 28.8, 113.7, 40.0, "2026:11:29 15:00:00")
+    with c.client() as client:
+        response = client.post(
+            "/v1/inspections",
+            files=[("files", ("late-upload.jpg", photo, "image/jpeg"))],
+            data={"region": "远山县", "township": "新镇", "village": "新村", "conf": "0.001"},
+        )
+        assert response.status_code == 201
+        raised = len(response.json()["findings"])
+        b = client.get("/v1/bulletin", params={"region": "远山县", "period": "2026-W48"}).json()
+    assert (b["new_total"], b["awaiting_review"], b["empty"]) == (0, raised, False)
+    assert [(r["township"], r["rank"], r["score"], r["villages"]) for r in b["ranking"]] == [("新镇", 1, 60.0, 1)]
