@@ -17,12 +17,26 @@ from starlette.concurrency import run_in_threadpool
 
 from inference_api import auth, db, errors
 from inference_api.body_limit import BodyLimit
+from inference_api.deadlines import OverdueWatcher
 from inference_api.deps import AppState
 from inference_api.jobs import JobRunner
 from inference_api.model_watch import ModelWatcher
 from inference_api.observability import Metrics, configure_logging, install_middleware
 from inference_api.pool import DetectorPool
-from inference_api.routes import exports, findings, health, images, inspections, jobs, keys, labels, model, models, web
+from inference_api.routes import (
+    bulletin,
+    exports,
+    findings,
+    health,
+    images,
+    inspections,
+    jobs,
+    keys,
+    labels,
+    model,
+    models,
+    web,
+)
 from inference_api.settings import Settings, get_settings
 from inference_api.storage import ImageStore
 from inference_api.webhooks import WebhookSender
@@ -66,9 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sender.start()
         runner = JobRunner(state)
         runner.start()
+        overdue = OverdueWatcher(settings, state.sessions)
+        overdue.start()
         try:
             yield
         finally:
+            overdue.stop()
             runner.stop()
             watcher.stop()
             if sender:
@@ -92,6 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_middleware(app, state.metrics)
-    for module in (health, keys, model, models, inspections, findings, labels, exports, images, jobs, web):
+    for module in (health, keys, model, models, inspections, findings, labels, exports, bulletin, images, jobs, web):
         app.include_router(module.router)
     return app

@@ -241,6 +241,16 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(module="inference_api.compare", handler="main")
 
 
+def _add_bulletin(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bulletin", help="a period's bulletin (通报, A4 HTML) and township ranking (.xlsx)")
+    parser.add_argument("--period", default=None, help="ISO week (2026-W48) or month (2026-11); default: this week")
+    parser.add_argument("--region", required=True, help="county, as inspections name it")
+    parser.add_argument("--township", default=None, help="only this township of it (the ranking stays the county's)")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the .html and .xlsx into")
+    parser.add_argument("--base-url", default=None, help="the service's address, so finding numbers link to it")
+    parser.set_defaults(module="inference_api.bulletin_command", handler="main")
+
+
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("serve", help="run the inspection service and web page")
     parser.add_argument("--host", default="127.0.0.1")
@@ -262,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_scan,
         _add_import_scan,
         _add_compare,
+        _add_bulletin,
         _add_serve,
     ):
         add(commands)

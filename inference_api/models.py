@@ -9,12 +9,14 @@ used (no database enums) so SQLite and PostgreSQL share one migration.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -28,9 +30,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from inference_api import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The service clock's time (inference_api/clock.py), so every stamp follows one clock."""
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -156,6 +161,16 @@ class Finding(Base):
     status: Mapped[str] = mapped_column(String(30), default="candidate")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline: Mapped[date | None] = mapped_column(Date, nullable=True)
+    """整改时限: the last day (in the offices' time zone) of the latest rectification order."""
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    """When the deadline of the current order was found passed (and `finding.overdue` queued); once per order."""
+    rectified_late: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    """Whether the latest rectification came after its deadline; None until rectified under a deadline."""
+    recurrence_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("findings.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    """反弹: the closed finding of the same type and place this one came back after."""
 
     inspection: Mapped[Inspection] = relationship(back_populates="findings")
     image: Mapped[Image] = relationship()
@@ -180,6 +195,8 @@ class FindingEvent(Base):
     followup: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     """Problems the detector raised on the follow-up photo (empty list: none found)."""
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    deadline: Mapped[date | None] = mapped_column(Date, nullable=True)
+    """The deadline a move into rectification_ordered set; kept per order, so a bulletin can replay them."""
 
     finding: Mapped[Finding] = relationship(back_populates="events")
 

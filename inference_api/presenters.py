@@ -57,6 +57,11 @@ def finding_out(finding: Finding) -> FindingOut:
         village=inspection.village,
         created_at=finding.created_at,
         updated_at=finding.updated_at,
+        deadline=finding.deadline,
+        overdue=finding.status == Status.rectification_ordered and finding.overdue_at is not None,
+        overdue_at=finding.overdue_at,
+        rectified_late=finding.rectified_late,
+        recurrence_of=finding.recurrence_of_id,
     )
 
 
@@ -73,6 +78,7 @@ def event_out(event: FindingEvent) -> FindingEventOut:
         if event.followup is not None
         else None,
         model_version=event.model_version,
+        deadline=event.deadline,
     )
 
 

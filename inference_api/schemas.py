@@ -5,7 +5,7 @@ Kept apart from the ORM models so that the wire format can stay stable while tab
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -152,6 +152,17 @@ class FindingOut(BaseModel):
     village: str | None
     created_at: datetime
     updated_at: datetime
+    deadline: date | None = Field(
+        default=None, description="整改时限: last day of the latest rectification order, in the offices' time zone."
+    )
+    overdue: bool = Field(default=False, description="Rectification ordered and its deadline passed (overdue_at).")
+    overdue_at: datetime | None = Field(default=None, description="When the current order was found overdue.")
+    rectified_late: bool | None = Field(
+        default=None, description="The latest rectification came after its deadline; null without one."
+    )
+    recurrence_of: int | None = Field(
+        default=None, description="反弹: the recently closed finding of this type and place this one recurs after."
+    )
 
 
 class FollowupProblem(BaseModel):
@@ -174,6 +185,7 @@ class FindingEventOut(BaseModel):
         default=None, description="Problems the detector still raised on the follow-up photo."
     )
     model_version: str | None = None
+    deadline: date | None = Field(default=None, description="The deadline this order set (rectification_ordered).")
 
 
 class FindingDetail(FindingOut):
@@ -190,6 +202,16 @@ class FindingPage(BaseModel):
 class Transition(BaseModel):
     to: Status = Field(description="Target status.")
     note: Text | None = Field(default=None, max_length=4000)
+    deadline: date | None = Field(
+        default=None,
+        description="With to=rectification_ordered: the last day to rectify (YYYY-MM-DD, not before today).",
+    )
+    deadline_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=365,
+        description="With to=rectification_ordered: days from today instead; neither: the type's default.",
+    )
 
 
 class SummaryRegion(BaseModel):
@@ -202,6 +224,8 @@ class SummaryRegion(BaseModel):
     median_days_to_rectified: float | None = Field(
         default=None, description="Median days from raised (created) to the latest move into rectified; null if none."
     )
+    overdue: int = Field(default=0, description="Open rectification orders past their deadline.")
+    rectified_late: int = Field(default=0, description="Rectified (or closed) after their deadline.")
 
 
 class Summary(BaseModel):
@@ -209,6 +233,8 @@ class Summary(BaseModel):
     regions: list[SummaryRegion]
     rectified: int = Field(default=0, description="Rectified findings over all regions.")
     median_days_to_rectified: float | None = Field(default=None, description="Median over all regions.")
+    overdue: int = Field(default=0, description="Overdue over all regions.")
+    rectified_late: int = Field(default=0, description="Rectified late over all regions.")
 
 
 # ---------------------------------------------------------------- inspections
@@ -410,3 +436,77 @@ class ModelsOut(BaseModel):
     promoted: str | None
     error: str | None = Field(description="Why the last (re)load failed; the previous detector kept serving.")
     versions: list[ModelVersionOut]
+
+
+# ---------------------------------------------------------------- bulletins (通报)
+
+
+class BulletinTownship(BaseModel):
+    township: str | None = Field(description="Township name; null for inspections that named none.")
+    total: int
+    by_type: dict[str, int]
+
+
+class BulletinPhoto(BaseModel):
+    finding_id: int
+    image_id: int
+    type: str
+    score: float
+    box: Box
+    extent: Extent = Field(description="As a finding's: `photo` when the box is the whole photo.")
+    township: str | None
+    village: str | None
+    observed_at: datetime
+
+
+class BulletinItem(BaseModel):
+    """A finding a section names: overdue, rectified late, or recurring."""
+
+    finding_id: int
+    type: str
+    township: str | None
+    village: str | None
+    deadline: date | None
+    at: datetime | None = Field(description="Rectified at (late), observed at (recurrence); null for overdue.")
+    recurrence_of: int | None = None
+
+
+class BulletinRank(BaseModel):
+    township: str
+    rank: int = Field(description="1 is best; equal scores share a rank (1, 2, 2, 4).")
+    previous_rank: int | None = Field(description="Rank in the previous period; null if not ranked then.")
+    change: int | None = Field(description="Places moved up since the previous period (negative: down).")
+    score: float
+    problems: int = Field(description="New problems (reviewed, not dismissed) observed in the period.")
+    villages: int = Field(description="Villages of the township named by inspections up to the period's end.")
+    problems_per_village: float
+    on_time: int
+    late: int
+    overdue: int
+    on_time_rate: float = Field(description="on_time / (on_time + late + overdue); 1 when all three are 0.")
+    recurrences: int
+
+
+class Bulletin(BaseModel):
+    period: str = Field(description="ISO week (2026-W48) or month (2026-11).")
+    first_day: date
+    last_day: date
+    timezone: str
+    region: str
+    township: str | None = Field(description="The township this bulletin is about; null: the whole county.")
+    made_at: datetime
+    as_of: datetime = Field(description="Deadlines and rectifications are counted up to this moment.")
+    empty: bool = Field(description="No finding was observed, rectified or overdue here in the period.")
+    new_total: int
+    new_by_type: dict[str, int]
+    new_by_township: list[BulletinTownship]
+    awaiting_review: int = Field(description="Candidates of the period not reviewed yet (not counted as problems).")
+    photos: list[BulletinPhoto]
+    rectified_on_time: int
+    rectified_late: int
+    still_overdue: int
+    late: list[BulletinItem]
+    overdue: list[BulletinItem]
+    recurrences: list[BulletinItem]
+    weights: dict[str, float]
+    ranking: list[BulletinRank]

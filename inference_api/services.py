@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inference_api import store, webhooks
+from inference_api import deadlines, recurrences, store, webhooks
 from inference_api.auth import Principal
 from inference_api.db import transaction
 from inference_api.deps import AppState
@@ -299,6 +299,9 @@ def add_file_rows(
         )
         session.add(finding)
         raised.append(finding)
+    inspection = session.get(Inspection, inspection_id)
+    assert inspection is not None
+    recurrences.link(session, state.settings, inspection, raised)
     return raised
 
 
@@ -319,7 +322,14 @@ def announce_inspection(
             "files": files,
             "rejected": rejected,
             "findings": [
-                {"id": f.id, "type": f.type, "score": round(f.score, 4), "image_id": f.image_id} for f in raised
+                {
+                    "id": f.id,
+                    "type": f.type,
+                    "score": round(f.score, 4),
+                    "image_id": f.image_id,
+                    "recurrence_of": f.recurrence_of_id,
+                }
+                for f in raised
             ],
         },
     )
@@ -370,8 +380,18 @@ def transition(
     to: Status,
     note: str | None,
     followup: Analysed | None = None,
+    deadline: date | None = None,
+    deadline_days: int | None = None,
 ) -> None:
-    """Move a finding to `to`, recording who, when and why; 404 unknown, 409 not allowed from here."""
+    """Move a finding to `to`, recording who, when and why; 404 unknown, 409 not allowed from here.
+
+    An order of rectification sets the deadline (`deadline`, or `deadline_days` from today, or the
+    type's default; 422 before today); a rectification records whether it came after it.
+    """
+    if (deadline is not None or deadline_days is not None) and to != Status.rectification_ordered:
+        raise ApiError(422, "invalid_deadline", "a deadline is set only when ordering rectification")
+    if deadline is not None and deadline_days is not None:
+        raise ApiError(422, "invalid_deadline", "give either a deadline or days to rectify, not both")
     created = _store_files(state, [followup]) if followup is not None else []
     try:
         with transaction(state.sessions) as session:
@@ -386,7 +406,9 @@ def transition(
                     "invalid_transition",
                     f"a finding cannot go from {current.value} to {to.value}; allowed from {current.value}: {allowed}",
                 )
-            if not store.compare_and_set_status(session, finding_id, current.value, to.value):
+            now = utcnow()
+            changes = deadlines.changes(state.settings, finding, to, now, deadline, deadline_days)
+            if not store.compare_and_set_status(session, finding_id, current.value, to.value, **changes):
                 raise ApiError(409, "concurrent_change", "the finding was changed by someone else; reload and retry")
             event = FindingEvent(
                 finding_id=finding_id,
@@ -394,7 +416,8 @@ def transition(
                 to_status=to.value,
                 actor=principal.name,
                 note=note,
-                at=utcnow(),
+                at=now,
+                deadline=changes.get("deadline"),
             )
             if followup is not None:
                 image = store.add_image(session, _image_row(state, followup))
@@ -414,6 +437,8 @@ def transition(
                     "actor": principal.name,
                     "note": note,
                     "followup_image_id": event.image_id,
+                    "deadline": event.deadline.isoformat() if event.deadline else None,
+                    "late": changes.get("rectified_late"),
                 },
             )
     except BaseException:

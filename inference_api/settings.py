@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RANKING_WEIGHTS = {"on_time_rate": 60.0, "problems_per_village": 10.0, "overdue": 5.0, "recurrences": 10.0}
+"""The township score's factors and their default weights (the formula is in inference_api/bulletin.py)."""
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 """The package's model folder: the shipped model, and the default model registry (model/registry.py)."""
@@ -82,7 +86,63 @@ class Settings(BaseSettings):
         description="Time zone of EXIF capture times, which cameras record without one.",
     )
 
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="The offices' time zone: the day a deadline ends, ISO weeks of bulletins, times on them.",
+    )
+    deadline_days: dict[str, int] = Field(
+        default={"burning": 1, "overflowing_garbage": 3, "exposed_garbage": 7},
+        description="Days to rectify, per problem type, when an order gives neither a deadline nor days.",
+    )
+    deadline_days_default: int = Field(default=7, ge=0, le=365, description="Days to rectify other problem types.")
+    overdue_poll_s: float = Field(default=60.0, gt=0, description="How often passed deadlines are looked for.")
+    recurrence_distance_m: float = Field(
+        default=50.0, ge=0, description="A new finding this close (GPS) to a recently closed one of its type recurs."
+    )
+    recurrence_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="How long after closing a finding a new one at its place is a recurrence.",
+    )
+    ranking_weights: dict[str, float] = Field(
+        default=RANKING_WEIGHTS,
+        description="Weights of the township score in bulletins (inference_api/bulletin.py documents the formula); "
+        "factors left out keep their default weight.",
+    )
+    bulletin_photos: int = Field(default=6, ge=0, le=50, description="Most confident photos shown in a bulletin.")
+
     log_level: str = Field(default="INFO", description="Level of the JSON logs written to stderr.")
+
+    @field_validator("timezone", "exif_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("ranking_weights")
+    @classmethod
+    def _known_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(RANKING_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown ranking factors {unknown}; known: {sorted(RANKING_WEIGHTS)}")
+        return {**RANKING_WEIGHTS, **value}
+
+    @field_validator("deadline_days")
+    @classmethod
+    def _days_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        from model.taxonomy import PROBLEMS_BY_KEY
+
+        unknown = sorted(set(value) - set(PROBLEMS_BY_KEY))
+        if unknown:
+            raise ValueError(f"unknown problem types {unknown}")
+        wrong = sorted(key for key, days in value.items() if not 0 <= days <= 365)
+        if wrong:
+            raise ValueError(f"deadline days must be 0 to 365: {wrong}")
+        return value
 
 
 @lru_cache(maxsize=1)

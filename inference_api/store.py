@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, UnaryExpression, case, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, UnaryExpression, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -120,6 +121,10 @@ def list_inspections(session: Session, limit: int, offset: int) -> tuple[int, Se
 # ---------------------------------------------------------------- findings
 
 
+OVERDUE = (Finding.status == "rectification_ordered") & Finding.overdue_at.is_not(None)
+"""An open rectification order whose deadline the overdue sweep (inference_api/deadlines.py) found passed."""
+
+
 @dataclass(frozen=True)
 class FindingFilter:
     type: str | None = None
@@ -130,6 +135,8 @@ class FindingFilter:
     min_score: float | None = None
     inspection_id: int | None = None
     image_id: int | None = None
+    overdue: bool | None = None
+    recurrence: bool | None = None
     geotagged: bool = False
 
     def apply(self, query: Select) -> Select:  # type: ignore[type-arg]
@@ -150,6 +157,11 @@ class FindingFilter:
             query = query.where(Finding.inspection_id == self.inspection_id)
         if self.image_id is not None:
             query = query.where(Finding.image_id == self.image_id)
+        if self.overdue is not None:
+            query = query.where(OVERDUE if self.overdue else ~OVERDUE)
+        if self.recurrence is not None:
+            recurs = Finding.recurrence_of_id.is_not(None)
+            query = query.where(recurs if self.recurrence else ~recurs)
         if self.geotagged:
             query = query.where(Finding.lat.is_not(None), Finding.lon.is_not(None))
         return query
@@ -197,6 +209,19 @@ def summary_counts(session: Session, where: FindingFilter) -> list[tuple[str | N
     return [(region, type_, status, int(n)) for region, type_, status, n in session.execute(query)]
 
 
+def summary_deadlines(session: Session, where: FindingFilter) -> list[tuple[str | None, int, int]]:
+    """(region, overdue now, rectified late) of the matching findings, per region."""
+    late = Finding.rectified_late.is_(True) & Finding.status.in_(("rectified", "closed"))
+    query = where.apply(
+        select(
+            Inspection.region,
+            func.count(case((OVERDUE, Finding.id))),
+            func.count(case((late, Finding.id))),
+        ).select_from(Finding)
+    ).group_by(Inspection.region)
+    return [(region, int(overdue), int(n_late)) for region, overdue, n_late in session.execute(query)]
+
+
 def rectification_times(session: Session, where: FindingFilter) -> list[tuple[str | None, datetime, datetime]]:
     """(region, raised, rectified) of each matching finding whose rectification stands (rectified or closed).
 
@@ -231,12 +256,109 @@ def events_with_image(session: Session, image_id: int) -> Sequence[FindingEvent]
     return session.scalars(select(FindingEvent).where(FindingEvent.image_id == image_id)).all()
 
 
-def compare_and_set_status(session: Session, finding_id: int, expected: str, new: str) -> bool:
-    """Move the finding from `expected` to `new`; False if someone else changed it first."""
+def compare_and_set_status(session: Session, finding_id: int, expected: str, new: str, **values: object) -> bool:
+    """Move the finding from `expected` to `new` (setting `values` too); False if someone else changed it first."""
     result = session.execute(
         update(Finding)
         .where(Finding.id == finding_id, Finding.status == expected)
-        .values(status=new, updated_at=utcnow())
+        .values(status=new, updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def passed_deadlines(session: Session, today: date) -> Sequence[Finding]:
+    """Open orders whose deadline is before `today` and that are not stamped overdue yet."""
+    return session.scalars(
+        select(Finding)
+        .where(
+            Finding.status == "rectification_ordered",
+            Finding.deadline < today,
+            Finding.overdue_at.is_(None),
+        )
+        .options(selectinload(Finding.inspection))
+        .order_by(Finding.id)
+    ).all()
+
+
+def mark_overdue(session: Session, finding_id: int, at: datetime) -> bool:
+    """Stamp the finding overdue at `at` unless it is stamped already or no longer ordered; True if it was now."""
+    result = session.execute(
+        update(Finding)
+        .where(Finding.id == finding_id, Finding.status == "rectification_ordered", Finding.overdue_at.is_(None))
+        .values(overdue_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def recently_closed(
+    session: Session, types: set[str], since: datetime, until: datetime
+) -> list[tuple[Finding, datetime]]:
+    """Closed findings of `types` with their closing time, closed between `since` and `until`, latest first."""
+    closed = (
+        select(FindingEvent.finding_id, func.max(FindingEvent.at).label("at"))
+        .where(FindingEvent.to_status == "closed")
+        .group_by(FindingEvent.finding_id)
+        .subquery()
+    )
+    query = (
+        select(Finding, closed.c.at)
+        .join(closed, closed.c.finding_id == Finding.id)
+        .where(Finding.status == "closed", Finding.type.in_(types), closed.c.at >= since, closed.c.at <= until)
+        .options(selectinload(Finding.inspection))
+        .order_by(closed.c.at.desc(), Finding.id.desc())
+    )
+    return [(finding, at) for finding, at in session.execute(query)]
+
+
+# ---------------------------------------------------------------- bulletins
+
+
+def region_findings(session: Session, region: str, before: datetime) -> Sequence[Row[Any]]:
+    """Every finding of `region` observed before `before`, with its place: what a bulletin replays.
+
+    Plain rows, not ORM objects: a county's whole ledger is read for each bulletin.
+    """
+    return session.execute(
+        select(
+            Finding.id,
+            Finding.type,
+            Finding.score,
+            Finding.image_id,
+            Finding.x1,
+            Finding.y1,
+            Finding.x2,
+            Finding.y2,
+            Finding.extent,
+            Finding.observed_at,
+            Finding.status,
+            Finding.recurrence_of_id,
+            Inspection.township,
+            Inspection.village,
+        )
+        .join(Inspection, Finding.inspection_id == Inspection.id)
+        .where(Inspection.region == region, Finding.observed_at < before)
+        .order_by(Finding.id)
+    ).all()
+
+
+def region_events(session: Session, region: str, before: datetime) -> Sequence[Row[Any]]:
+    """(finding_id, to_status, at, deadline) of every review move of those findings, in the order they happened."""
+    return session.execute(
+        select(FindingEvent.finding_id, FindingEvent.to_status, FindingEvent.at, FindingEvent.deadline)
+        .join(Finding, FindingEvent.finding_id == Finding.id)
+        .join(Inspection, Finding.inspection_id == Inspection.id)
+        .where(Inspection.region == region, Finding.observed_at < before)
+        .order_by(FindingEvent.id)
+    ).all()
+
+
+def region_places(session: Session, region: str) -> list[tuple[str | None, str | None, datetime]]:
+    """(township, village, first inspected) of every place of `region` an inspection named."""
+    query = (
+        select(Inspection.township, Inspection.village, func.min(Inspection.created_at))
+        .where(Inspection.region == region)
+        .group_by(Inspection.township, Inspection.village)
+    )
+    return [(township, village, first) for township, village, first in session.execute(query)]

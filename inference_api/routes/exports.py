@@ -1,16 +1,17 @@
-"""Findings as files for GIS and spreadsheets: `/v1/findings.geojson` and `/v1/findings.csv`."""
+"""Findings as files for GIS and spreadsheets: `/v1/findings.geojson`, `/v1/findings.csv` and `.xlsx`."""
 
 from __future__ import annotations
 
 import csv
 import io
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from inference_api import presenters, store
+from inference_api import presenters, store, workbook
 from inference_api.auth import Reader
-from inference_api.deps import SessionDep
+from inference_api.deps import SessionDep, StateDep
 from inference_api.errors import AUTH, responses
 from inference_api.routes.findings import FilterDep, FindingSort, SortQuery
 from inference_api.spreadsheet import safe_record
@@ -103,4 +104,34 @@ def findings_csv(
         "\ufeff" + buffer.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={"X-Total-Count": str(total), "Content-Disposition": 'attachment; filename="findings.csv"'},
+    )
+
+
+@router.get(
+    "/findings.xlsx",
+    responses={
+        200: {"content": {workbook.XLSX_TYPE: {}}, "description": "问题台账, one row per finding"},
+        **responses(*AUTH, 422),
+    },
+)
+def findings_xlsx(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    _: Reader,
+    where: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT,
+    sort: SortQuery = FindingSort["id"],
+) -> Response:
+    """The ledger as a spreadsheet: Chinese headers, local times as real dates, numbers linking to the findings."""
+    total, rows = store.list_findings(session, where, limit, 0, sort.value)
+    body = workbook.ledger(
+        (presenters.finding_out(f) for f in rows),
+        str(request.base_url).rstrip("/"),
+        ZoneInfo(state.settings.timezone),
+    )
+    return Response(
+        body,
+        media_type=workbook.XLSX_TYPE,
+        headers={"X-Total-Count": str(total), "Content-Disposition": 'attachment; filename="findings.xlsx"'},
     )

@@ -9,11 +9,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BeforeValidator
 
-from inference_api import presenters, services, store
+from inference_api import presenters, services, store, workbook
 from inference_api.auth import Reader, Writer
 from inference_api.deps import DB_INT_MAX, AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
@@ -75,6 +76,12 @@ def finding_filter(
     image_id: Annotated[
         int | None, Query(ge=1, le=DB_INT_MAX, description="Raised on this stored photo, in any inspection.")
     ] = None,
+    overdue: Annotated[
+        bool | None, Query(description="true: open rectification orders past their deadline; false: all others.")
+    ] = None,
+    recurrence: Annotated[
+        bool | None, Query(description="true: recurrences (反弹) of recently closed findings; false: all others.")
+    ] = None,
 ) -> store.FindingFilter:
     """The filters shared by the list, summary and export endpoints."""
     date_from, date_to = _utc(date_from, "from"), _utc(date_to, "to")
@@ -89,6 +96,8 @@ def finding_filter(
         min_score=min_score,
         inspection_id=inspection_id,
         image_id=image_id,
+        overdue=overdue,
+        recurrence=recurrence,
     )
 
 
@@ -144,12 +153,16 @@ def _summary(session: SessionDep, where: store.FindingFilter) -> Summary:
     for entry in ordered:
         entry.by_type_status = {t: dict(s) for t, s in entry.by_type_status.items()}
         entry.rectified, entry.median_days_to_rectified = len(times[entry.region]), _median_days(times[entry.region])
+    for region, overdue, late in store.summary_deadlines(session, where):
+        regions[region].overdue, regions[region].rectified_late = overdue, late
     everywhere = [pair for pairs in times.values() for pair in pairs]
     return Summary(
         total=sum(r.total for r in ordered),
         regions=ordered,
         rectified=len(everywhere),
         median_days_to_rectified=_median_days(everywhere),
+        overdue=sum(r.overdue for r in ordered),
+        rectified_late=sum(r.rectified_late for r in ordered),
     )
 
 
@@ -169,15 +182,46 @@ def summary_csv(session: SessionDep, _: Reader, where: FilterDep) -> Response:
     writer = csv.writer(buffer)
     types, statuses = [p.key for p in PROBLEM_TYPES], [s.value for s in Status]
     # `rectified` as a column of its own would repeat the status column's name: the count is `rectified_total`
-    writer.writerow(["region", "total", *types, *statuses, "rectified_total", "median_days_to_rectified"])
+    writer.writerow(
+        [
+            "region",
+            "total",
+            *types,
+            *statuses,
+            "rectified_total",
+            "median_days_to_rectified",
+            "overdue",
+            "rectified_late",
+        ]
+    )
     for r in _summary(session, where).regions:
         counts = [r.by_type.get(t, 0) for t in types] + [r.by_status.get(s, 0) for s in statuses]
         median = "" if r.median_days_to_rectified is None else r.median_days_to_rectified
-        writer.writerow([safe_cell(r.region or ""), r.total, *counts, r.rectified, median])
+        writer.writerow([safe_cell(r.region or ""), r.total, *counts, r.rectified, median, r.overdue, r.rectified_late])
     return Response(
         "\ufeff" + buffer.getvalue(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="findings-summary.csv"'},
+    )
+
+
+@router.get(
+    "/summary.xlsx",
+    responses={
+        200: {"content": {workbook.XLSX_TYPE: {}}, "description": "分区汇总, one row per region"},
+        **responses(*AUTH, 422),
+    },
+)
+def summary_xlsx(request: Request, session: SessionDep, state: StateDep, _: Reader, where: FilterDep) -> Response:
+    """The summary as a spreadsheet, each county linking to its ledger (with the same type and status)."""
+    filters = {k: v for k, v in request.query_params.items() if k in ("type", "status")}
+    body = workbook.summary(
+        _summary(session, where), str(request.base_url).rstrip("/"), ZoneInfo(state.settings.timezone), filters
+    )
+    return Response(
+        body,
+        media_type=workbook.XLSX_TYPE,
+        headers={"Content-Disposition": 'attachment; filename="findings-summary.xlsx"'},
     )
 
 
@@ -195,8 +239,12 @@ def transition(finding_id: IdPath, body: Transition, state: StateDep, principal:
 
     candidate → confirmed | dismissed; confirmed → rectification_ordered → rectified → closed;
     a failed re-check sends rectified back to rectification_ordered. Anything else is 409.
+    Ordering rectification sets its deadline: `deadline` (not before today: else 422), or
+    `deadline_days` from today, or the problem type's default (ENVWATCH_DEADLINE_DAYS).
     """
-    services.transition(state, principal, finding_id, body.to, body.note)
+    services.transition(
+        state, principal, finding_id, body.to, body.note, deadline=body.deadline, deadline_days=body.deadline_days
+    )
     return _detail(state, finding_id)
 
 

@@ -51,6 +51,7 @@ def test_main_screens_fit_laptop_and_tablet(
         "finding-before-after": (f"/#/findings/{finding['id']}", ".before-after img"),
         "map": ("/#/map", "a.point"),
         "summary": ("/#/summary", "article.region"),
+        "bulletin": ("/#/bulletin?region=平江县", "#bulletin-ranking"),
         "labels": ("/#/labels", "table.label-counts"),
         "jobs": ("/#/jobs", "form.job-form"),
         "upload": ("/#/upload", "#files"),

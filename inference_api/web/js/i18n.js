@@ -64,6 +64,20 @@ const STRINGS = {
     imagePrefix: "Label Studio 图片地址前缀（可选）", importFile: "Label Studio 导出文件（JSON）", importSubmit: "导入",
     importResult: "新建 {c}，更新 {u}，未变 {n}，跳过 {s}", importBadFile: "不是有效的 JSON 文件。", labelsListTitle: "标注列表",
     labelBox: "框", labelBy: "标注人", photoTitle: "照片 #{id}", labelsOfPhoto: "查看照片 #{id}", noneLabels: "没有符合条件的标注。",
+    navBulletin: "周通报", bulletinTitle: "周通报", bulletinChoose: "选择通报", bulletinPeriod: "周次", bulletinTownship: "乡镇（可选，留空为全县）",
+    bulletinShow: "生成通报", bulletinPick: "选择周次和区县后生成通报。", bulletinMeta: "{first} 至 {last}（{zone}），统计截至 {asOf}",
+    bulletinPrintable: "下载打印版（HTML，A4）", exportXlsx: "导出 Excel", bulletinEmpty: "本期该地区没有新发现、整改或超期的问题记录。",
+    bulletinNewTitle: "一、新发现问题", bulletinRectTitle: "二、整改情况", bulletinRecTitle: "三、反弹问题", bulletinRanking: "四、乡镇排名",
+    bulletinPhotos: "五、典型问题照片", bulletinNew: "本期新发现问题 {n} 个。", bulletinAwaiting: "另有 {n} 个疑似问题待核实，未计入。",
+    bulletinNoTownship: "（未填乡镇）", bulletinTotal: "合计", bulletinRectifiedAt: "整改时间",
+    bulletinRectified: "按期整改 {o} 个，逾期整改 {l} 个，仍超期未整改 {d} 个。", bulletinLateList: "逾期整改", bulletinOverdueList: "超期未整改",
+    bulletinRecurrences: "本期反弹问题 {n} 个。", bulletinNewlyRanked: "新上榜", bulletinNoRanking: "没有可排名的乡镇。", bulletinNoPhotos: "本期没有典型问题照片。",
+    rank: "名次", rankScore: "得分", rankChange: "名次变化", rankProblems: "新发现问题", rankVillages: "村数", rankPerVillage: "每村问题",
+    rankOnTime: "按期整改", rankLate: "逾期整改", rankOverdue: "超期未改", rankRate: "按期整改率", rankRecurrences: "反弹",
+    rankFormula: "得分 = {a} × 按期整改率 − {b} × 每村问题数 − {c} × 超期未改数 − {d} × 反弹数；按期整改率 = 按期整改 ÷（按期整改 + 逾期整改 + 超期未改），三者皆无时为 100%。得分相同名次并列。",
+    deadline: "整改时限", deadlineField: "整改时限（可选）", deadlineHelp: "留空则按问题类型的默认天数。", overdue: "超期", rectifiedLate: "逾期整改",
+    recurrence: "反弹", recurrenceOf: "反弹自", filterOverdue: "超期", filterRecurrence: "反弹", yes: "是", no: "否",
+    overdueCount: "超期未改 {n} 个", lateCount: "逾期整改 {n} 个",
   },
   en: {
     app: "envwatch inspection", skip: "Skip to content", navLabel: "Main", switchTo: "中文", switchLabel: "切换到中文",
@@ -124,6 +138,20 @@ const STRINGS = {
     imagePrefix: "Label Studio image URL prefix (optional)", importFile: "Label Studio export file (JSON)", importSubmit: "Import",
     importResult: "{c} created, {u} updated, {n} unchanged, {s} skipped", importBadFile: "Not a valid JSON file.", labelsListTitle: "All labels",
     labelBox: "Box", labelBy: "By", photoTitle: "Photo #{id}", labelsOfPhoto: "Open photo #{id}", noneLabels: "No labels match.",
+    navBulletin: "Bulletin", bulletinTitle: "Weekly bulletin", bulletinChoose: "Choose the bulletin", bulletinPeriod: "Week", bulletinTownship: "Township (optional; empty: the county)",
+    bulletinShow: "Make bulletin", bulletinPick: "Choose a week and a county to make the bulletin.", bulletinMeta: "{first} to {last} ({zone}), counted up to {asOf}",
+    bulletinPrintable: "Download printable page (HTML, A4)", exportXlsx: "Export Excel", bulletinEmpty: "No problem was raised, rectified or overdue here in this period.",
+    bulletinNewTitle: "1. New problems", bulletinRectTitle: "2. Rectification", bulletinRecTitle: "3. Recurrences", bulletinRanking: "4. Township ranking",
+    bulletinPhotos: "5. Typical photos", bulletinNew: "{n} new problems this period.", bulletinAwaiting: "{n} more candidates await review and are not counted.",
+    bulletinNoTownship: "(no township)", bulletinTotal: "Total", bulletinRectifiedAt: "Rectified at",
+    bulletinRectified: "{o} rectified on time, {l} late, {d} still overdue.", bulletinLateList: "Rectified late", bulletinOverdueList: "Still overdue",
+    bulletinRecurrences: "{n} recurrences this period.", bulletinNewlyRanked: "new", bulletinNoRanking: "No township to rank.", bulletinNoPhotos: "No photos this period.",
+    rank: "Rank", rankScore: "Score", rankChange: "Change", rankProblems: "New problems", rankVillages: "Villages", rankPerVillage: "Per village",
+    rankOnTime: "On time", rankLate: "Late", rankOverdue: "Overdue", rankRate: "On-time rate", rankRecurrences: "Recurrences",
+    rankFormula: "Score = {a} × on-time rate − {b} × problems per village − {c} × overdue − {d} × recurrences; on-time rate = on time ÷ (on time + late + overdue), 100% with none. Equal scores share a rank.",
+    deadline: "Deadline", deadlineField: "Deadline (optional)", deadlineHelp: "Empty: the problem type's default number of days.", overdue: "overdue", rectifiedLate: "rectified late",
+    recurrence: "recurrence", recurrenceOf: "Recurrence of", filterOverdue: "Overdue", filterRecurrence: "Recurrence", yes: "yes", no: "no",
+    overdueCount: "{n} overdue", lateCount: "{n} rectified late",
   },
 };
 
@@ -174,9 +202,10 @@ export function statusName(status) {
   return t(`status_${status}`);
 }
 
-export function formatTime(iso) {
+/** A date and time for people; in `timeZone` (the offices', as a bulletin gives it) or the browser's. */
+export function formatTime(iso, timeZone = undefined) {
   if (!iso) return "–";
-  return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
+  return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short", timeZone }).format(new Date(iso));
 }
 
 export function formatScore(score) {

@@ -7,6 +7,7 @@ import { h, put } from "./dom.js";
 import { lang, setLang, setTaxonomy, t } from "./i18n.js";
 import { current, go, render, route } from "./router.js";
 import { apiKey, canWrite, me, signOut } from "./session.js";
+import { bulletinView } from "./views/bulletin.js";
 import { findingView } from "./views/finding.js";
 import { imageView } from "./views/image.js";
 import { inspectionView } from "./views/inspection.js";
@@ -31,6 +32,7 @@ function navigation() {
     ["/findings", "navLedger", true],
     ["/map", "navMap", true],
     ["/summary", "navSummary", true],
+    ["/bulletin", "navBulletin", true],
     ["/labels", "navLabels", true],
     ["/jobs", "navJobs", true],
   ];
@@ -114,6 +116,7 @@ route(/^\/findings$/, ledgerView);
 route(/^\/findings\/(\d+)$/, findingView);
 route(/^\/map$/, mapView);
 route(/^\/summary$/, summaryView);
+route(/^\/bulletin$/, bulletinView);
 route(/^\/jobs$/, jobsView);
 route(/^\/labels$/, labelsView);
 route(/^\/photos\/(\d+)$/, imageView);

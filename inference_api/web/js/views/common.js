@@ -23,6 +23,15 @@ export function statusBadge(status) {
   return h("span", { class: `badge s-${status}`, dataset: { status } }, statusName(status));
 }
 
+/** Marks beside a finding's status: overdue (its deadline passed), rectified late, recurrence (反弹). */
+export function deadlineMarks(f) {
+  return [
+    f.overdue ? h("span", { class: "mark overdue", dataset: { mark: "overdue" }, title: `${t("deadline")} ${f.deadline}` }, t("overdue")) : null,
+    f.rectified_late ? h("span", { class: "mark late", dataset: { mark: "late" } }, t("rectifiedLate")) : null,
+    f.recurrence_of ? h("a", { class: "mark recurrence", dataset: { mark: "recurrence" }, href: href(`/findings/${f.recurrence_of}`), title: `${t("recurrenceOf")} #${f.recurrence_of}` }, t("recurrence")) : null,
+  ];
+}
+
 /** A labelled input: field("region", t("region"), {value}) → <label> + <input>. */
 export function field(name, label, attrs = {}, tag = "input") {
   const id = `f-${name}`;

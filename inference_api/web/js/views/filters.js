@@ -7,7 +7,8 @@ import { problemTypes, STATUSES, statusName, t, typeName } from "../i18n.js";
 import { go } from "../router.js";
 import { field, select } from "./common.js";
 
-export const FILTER_KEYS = ["type", "status", "region", "from", "to", "inspection_id"];
+export const FILTER_KEYS = ["type", "status", "region", "from", "to", "inspection_id", "overdue", "recurrence"];
+const FORM_KEYS = ["type", "status", "region", "from", "to", "overdue", "recurrence"];
 
 function localIso(date, endOfDay) {
   const [y, m, d] = date.split("-").map(Number);
@@ -24,6 +25,8 @@ export function apiFilters(query) {
     from: query.from ? localIso(query.from, false) : undefined,
     to: query.to ? localIso(query.to, true) : undefined,
     inspection_id: query.inspection_id,
+    overdue: query.overdue === "true" ? "true" : undefined,
+    recurrence: query.recurrence === "true" ? "true" : undefined,
   };
 }
 
@@ -41,6 +44,8 @@ export function filterForm(path, query, regions = []) {
     regionList,
     field("from", t("from"), { type: "date", value: query.from || "" }),
     field("to", t("to"), { type: "date", value: query.to || "" }),
+    select("overdue", t("filterOverdue"), [["", t("all")], ["true", t("yes")]], query.overdue),
+    select("recurrence", t("filterRecurrence"), [["", t("all")], ["true", t("yes")]], query.recurrence),
     query.inspection_id ? h("p", { class: "chip" }, t("inspectionFilter", { id: query.inspection_id })) : null,
     h(
       "div",
@@ -52,7 +57,7 @@ export function filterForm(path, query, regions = []) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    const next = Object.fromEntries(["type", "status", "region", "from", "to"].map((k) => [k, String(data.get(k) || "").trim()]));
+    const next = Object.fromEntries(FORM_KEYS.map((k) => [k, String(data.get(k) || "").trim()]));
     go(path, { ...next, inspection_id: query.inspection_id, sort: query.sort });
   });
   return form;

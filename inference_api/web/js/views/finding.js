@@ -8,7 +8,7 @@ import { announce, h, put } from "../dom.js";
 import { formatScore, formatTime, statusName, t, typeName, typeNames } from "../i18n.js";
 import { href } from "../router.js";
 import { canWrite } from "../session.js";
-import { errorBox, field, heading, loading, statusBadge } from "./common.js";
+import { deadlineMarks, errorBox, field, heading, loading, statusBadge } from "./common.js";
 import { labeller } from "./labeller.js";
 import { photoWithBoxes } from "./photo.js";
 
@@ -27,7 +27,9 @@ function details(f) {
   const place = [f.region, f.township, f.village].filter(Boolean).join(" · ") || "–";
   const rows = [
     [t("type"), h("span", {}, h("span", { lang: "zh-CN" }, names.zh), " / ", h("span", { lang: "en" }, names.en))],
-    [t("status"), statusBadge(f.status)],
+    [t("status"), h("span", {}, statusBadge(f.status), deadlineMarks(f))],
+    [t("deadline"), h("span", { id: "finding-deadline" }, f.deadline || "–")],
+    ...(f.recurrence_of ? [[t("recurrenceOf"), h("a", { id: "recurrence-of", href: href(`/findings/${f.recurrence_of}`) }, `#${f.recurrence_of}`)]] : []),
     [t("score"), formatScore(f.score)],
     [t("label"), f.label],
     [t("extent"), f.extent === "photo" ? t("extentPhoto") : t("extentBox")],
@@ -61,7 +63,7 @@ function historyTable(f) {
         h("td", {}, formatTime(e.at)),
         h("td", {}, e.from_status ? `${statusName(e.from_status)} → ${statusName(e.to_status)}` : `${t("raised")}: ${statusName(e.to_status)}`),
         h("td", {}, e.actor),
-        h("td", {}, e.note || "", e.image_id ? h("span", { class: "muted" }, ` (${t("followup")} #${e.image_id})`) : null),
+        h("td", {}, e.note || "", e.deadline ? h("span", { class: "muted" }, ` (${t("deadline")} ${e.deadline})`) : null, e.image_id ? h("span", { class: "muted" }, ` (${t("followup")} #${e.image_id})`) : null),
       ))),
     )),
   );
@@ -87,6 +89,12 @@ async function imageSize(imageId) {
   return [image.width, image.height];
 }
 
+/** Today in the browser's calendar (YYYY-MM-DD): the earliest deadline the picker offers; the server checks. */
+function today() {
+  const now = new Date();
+  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}-${String(now.getDate()).padStart(2, "0")}`;
+}
+
 function actions(f, onMoved) {
   const section = h("section", { class: "review", "aria-labelledby": "actions-h" }, h("h2", { id: "actions-h" }, t("actions")));
   const moves = MOVES[f.status];
@@ -97,7 +105,10 @@ function actions(f, onMoved) {
   const message = h("div", { "aria-live": "polite" });
   const note = field("note", t("actionNote"), { rows: 2, maxlength: 4000 }, "textarea");
   const photo = f.status === "rectification_ordered" ? field("followup", t("followupPhoto"), { type: "file", accept: "image/*" }) : null;
-  const form = h("form", { class: "review-form" }, note, photo, h("div", { class: "actions" }, moves.map(([to, label]) => h("button", { type: "submit", name: "to", value: to, class: to === "dismissed" || label === "actRecheckFailed" ? "" : "primary", dataset: { to } }, t(label)))), message);
+  const orders = moves.some(([to]) => to === "rectification_ordered");
+  const deadline = orders ? field("deadline", t("deadlineField"), { type: "date", min: today(), "aria-describedby": "deadline-help" }) : null;
+  const help = orders ? h("p", { class: "muted small", id: "deadline-help" }, t("deadlineHelp")) : null;
+  const form = h("form", { class: "review-form" }, note, photo, deadline, help, h("div", { class: "actions" }, moves.map(([to, label]) => h("button", { type: "submit", name: "to", value: to, class: to === "dismissed" || label === "actRecheckFailed" ? "" : "primary", dataset: { to } }, t(label)))), message);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const to = event.submitter ? event.submitter.value : moves[0][0];
@@ -111,7 +122,8 @@ function actions(f, onMoved) {
         if (file) body.append("file", file, file.name);
         await upload(`/v1/findings/${f.id}/rectification`, body);
       } else {
-        await api(`/v1/findings/${f.id}/transitions`, { method: "POST", json: { to, note: text } });
+        const due = to === "rectification_ordered" && form.elements.deadline.value ? form.elements.deadline.value : undefined;
+        await api(`/v1/findings/${f.id}/transitions`, { method: "POST", json: { to, note: text, deadline: due } });
       }
       announce(t("moved", { s: statusName(to) }));
       onMoved();

@@ -6,7 +6,7 @@ import { api, download, query as qs } from "../api.js";
 import { h, put } from "../dom.js";
 import { formatScore, formatTime, t, typeName } from "../i18n.js";
 import { href } from "../router.js";
-import { errorBox, heading, loading, pager, statusBadge } from "./common.js";
+import { deadlineMarks, errorBox, heading, loading, pager, statusBadge } from "./common.js";
 import { apiFilters, filterForm } from "./filters.js";
 
 const PAGE_SIZE = 25;
@@ -54,7 +54,7 @@ function row(f) {
     h("td", {}, h("a", { href: href(`/findings/${f.id}`) }, `#${f.id}`)),
     h("td", {}, h("span", { class: `swatch t-${f.type}`, "aria-hidden": "true" }), typeName(f.type)),
     h("td", { class: "num" }, formatScore(f.score)),
-    h("td", {}, statusBadge(f.status)),
+    h("td", {}, statusBadge(f.status), deadlineMarks(f)),
     h("td", {}, [f.region, f.township, f.village].filter(Boolean).join(" · ") || "–"),
     h("td", {}, formatTime(f.observed_at)),
   );
@@ -72,7 +72,8 @@ export async function ledgerView(main, { query }) {
     const page = Math.min(asked, pages);
     // A link past the last page (findings closed since it was made) shows the last page.
     const shown = page === asked ? first.items : (await list(page)).items;
-    const exportButton = h("button", { type: "button", onclick: () => download(`/v1/findings.csv${qs({ ...filters, sort: sortOf(query) })}`, "findings.csv").catch((e) => main.append(errorBox(e))) }, t("exportCsv"));
+    const exporter = (kind) => () => download(`/v1/findings.${kind}${qs({ ...filters, sort: sortOf(query) })}`, `findings.${kind}`).catch((e) => main.append(errorBox(e)));
+    const exportButton = h("div", { class: "actions" }, h("button", { type: "button", onclick: exporter("csv") }, t("exportCsv")), h("button", { type: "button", id: "ledger-xlsx", onclick: exporter("xlsx") }, t("exportXlsx")));
     put(
       main,
       heading(t("ledgerTitle")),

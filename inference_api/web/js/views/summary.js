@@ -31,6 +31,10 @@ function rectifiedLine(entry) {
     t("rectifiedCount", { n: entry.rectified }),
     " · ",
     median === null ? t("noMedian") : t("medianDays", { d: median.toFixed(1) }),
+    " · ",
+    h("span", { class: entry.overdue ? "overdue-count" : "", dataset: { overdue: entry.overdue } }, t("overdueCount", { n: entry.overdue })),
+    " · ",
+    h("span", { dataset: { late: entry.rectified_late } }, t("lateCount", { n: entry.rectified_late })),
   );
 }
 
@@ -56,7 +60,8 @@ export async function summaryView(main, { query }) {
   const filters = apiFilters(query);
   try {
     const summary = await api(`/v1/findings/summary${qs(filters)}`);
-    const exportButton = h("button", { type: "button", id: "summary-csv", onclick: () => download(`/v1/findings/summary.csv${qs(filters)}`, "findings-summary.csv").catch((e) => main.append(errorBox(e))) }, t("exportCsv"));
+    const exporter = (kind) => () => download(`/v1/findings/summary.${kind}${qs(filters)}`, `findings-summary.${kind}`).catch((e) => main.append(errorBox(e)));
+    const exportButton = h("div", { class: "actions" }, h("button", { type: "button", id: "summary-csv", onclick: exporter("csv") }, t("exportCsv")), h("button", { type: "button", id: "summary-xlsx", onclick: exporter("xlsx") }, t("exportXlsx")));
     put(
       main,
       heading(t("summaryTitle")),
