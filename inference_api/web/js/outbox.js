@@ -39,10 +39,6 @@ export async function entries() {
   return all.sort((a, b) => a.queued_at.localeCompare(b.queued_at) || a.id.localeCompare(b.id));
 }
 
-export async function entry(id) {
-  return request((await store("readonly")).get(id));
-}
-
 /** Write `record` (new or changed). */
 export async function save(record) {
   await request((await store("readwrite")).put(record));

@@ -11,7 +11,7 @@
 // photos keep waiting for the next key; anything else (no network, 5xx, busy) is tried again.
 
 import { upload } from "./api.js";
-import { entries, entry, keepOnDevice, pruneSent, save } from "./outbox.js";
+import { entries, keepOnDevice, pruneSent, save } from "./outbox.js";
 import { apiKey, canWrite, me } from "./session.js";
 
 const RETRY_MIN_S = 5;
@@ -120,11 +120,10 @@ async function send(record) {
 async function drain() {
   for (;;) {
     if (!apiKey() || !canWrite() || !navigator.onLine) return false;
+    // Read afresh each time: photos are kept, deleted or sent (by another tab) meanwhile.
     const next = (await entries()).find((r) => r.state === "waiting");
     if (!next) return true;
-    // Deleted by the inspector, or sent by another tab, since the list was read: skip it.
-    const current = await entry(next.id);
-    if (current && current.state === "waiting" && !(await send(current))) return false;
+    if (!(await send(next))) return false;
   }
 }
 
@@ -158,7 +157,10 @@ export function kick() {
   };
   const locked = navigator.locks ? navigator.locks.request("envwatch-outbox", work) : work();
   running = locked
-    .then(schedule, () => schedule(false))
+    .then(schedule, (error) => {
+      console.warn("sending the kept photos failed:", error);
+      schedule(false);
+    })
     .finally(() => {
       running = null;
       emit({ id: null, state: "idle" });
