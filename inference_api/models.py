@@ -154,6 +154,11 @@ class Finding(Base):
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     alt: Mapped[float | None] = mapped_column(Float, nullable=True)
+    position_source: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    """Where lat/lon came from: `photo` (its EXIF GPS, or a drone scan's ground position) or `device`
+    (the uploading browser's geolocation, used only when the photo has no GPS); None without a position."""
+    position_accuracy_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The device's reported accuracy radius (metres) for a `device` position; EXIF states none."""
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     """Capture time from EXIF when known, else the upload time: what date filters use."""

@@ -16,12 +16,23 @@ from inference_api.schemas import (
     InspectionOut,
     LabelOut,
     LabelSource,
+    Position,
+    PositionSource,
     Status,
 )
 
 
 def gps(lat: float | None, lon: float | None, alt: float | None) -> Gps | None:
     return Gps(lat=lat, lon=lon, alt=alt) if lat is not None and lon is not None else None
+
+
+def position(finding: Finding) -> Position | None:
+    if finding.lat is None or finding.lon is None:
+        return None
+    # No source stored yet a position: an imported orthomosaic's ground position (no EXIF GPS): the photo's.
+    source = PositionSource(finding.position_source or PositionSource.photo)
+    accuracy = finding.position_accuracy_m
+    return Position(lat=finding.lat, lon=finding.lon, alt=finding.alt, source=source, accuracy_m=accuracy)
 
 
 def image_out(image: Image) -> ImageOut:
@@ -47,7 +58,7 @@ def finding_out(finding: Finding) -> FindingOut:
         score=round(finding.score, 4),
         box=Box(x1=finding.x1, y1=finding.y1, x2=finding.x2, y2=finding.y2),
         extent=finding.extent,
-        gps=gps(finding.lat, finding.lon, finding.alt),
+        gps=position(finding),
         captured_at=finding.captured_at,
         observed_at=finding.observed_at,
         model_version=finding.model_version,

@@ -113,6 +113,22 @@ class Gps(BaseModel):
     alt: float | None = None
 
 
+class PositionSource(StrEnum):
+    """Where a finding's position came from."""
+
+    photo = "photo"  # the photo's EXIF GPS (or, for an imported drone scan, its computed ground position)
+    device = "device"  # the uploading device's geolocation, used only when the photo has no GPS
+
+
+class Position(Gps):
+    """A finding's position and where it came from."""
+
+    source: PositionSource
+    accuracy_m: float | None = Field(
+        default=None, description="Radius (metres) the device reported for a `device` position; null for photos."
+    )
+
+
 class ImageOut(BaseModel):
     id: int
     sha256: str
@@ -142,7 +158,7 @@ class FindingOut(BaseModel):
         description="`box`: the detector located the problem in `box`; `photo`: the photo classifier saw it "
         "somewhere in the photo, and `box` is the whole photo (no place on it is claimed)."
     )
-    gps: Gps | None
+    gps: Position | None
     captured_at: datetime | None
     observed_at: datetime
     model_version: str

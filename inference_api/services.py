@@ -81,6 +81,30 @@ class Analysed:
 
 
 @dataclass(frozen=True)
+class DevicePosition:
+    """Where the uploading device (a phone's browser) was when the photo was taken, as it reported it.
+
+    Photos from a phone's camera through a browser usually lose their EXIF GPS; this places them on
+    the map anyway, marked as the device's, with the radius it claimed. A photo's own GPS wins.
+    """
+
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+
+
+def device_position(lat: float | None, lon: float | None, accuracy_m: float | None) -> DevicePosition | None:
+    """The upload's optional device position; 422 when it is only half given."""
+    if lat is None and lon is None:
+        if accuracy_m is not None:
+            raise ApiError(422, "invalid_request", "device_accuracy_m needs device_lat and device_lon")
+        return None
+    if lat is None or lon is None:
+        raise ApiError(422, "invalid_request", "device_lat and device_lon go together: give both or neither")
+    return DevicePosition(lat, lon, accuracy_m)
+
+
+@dataclass(frozen=True)
 class InspectionMeta:
     inspector: str | None = None
     region: str | None = None
@@ -88,6 +112,8 @@ class InspectionMeta:
     village: str | None = None
     note: str | None = None
     client_id: str | None = None
+    device: DevicePosition | None = None
+    """Position for every file of the upload whose EXIF has no GPS."""
 
     def new_inspection(self, created_by: str, created_at: datetime) -> Inspection:
         """The ledger row these details describe; jobs and uploads both start one this way."""
@@ -234,10 +260,34 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
     }
 
 
+def _finding_place(gps: dict[str, Any] | None, device: DevicePosition | None) -> dict[str, Any]:
+    """A finding's position columns: the photo's GPS where it has one, else the device's, else none."""
+    if gps:
+        return {"lat": gps.get("lat"), "lon": gps.get("lon"), "alt": gps.get("alt"), "position_source": "photo"}
+    if device is not None:
+        return {
+            "lat": device.lat,
+            "lon": device.lon,
+            "position_source": "device",
+            "position_accuracy_m": device.accuracy_m,
+        }
+    return {}
+
+
 def add_file_rows(
-    session: Session, state: AppState, inspection_id: int, position: int, item: Analysed, actor: str, now: datetime
+    session: Session,
+    state: AppState,
+    inspection_id: int,
+    position: int,
+    item: Analysed,
+    actor: str,
+    now: datetime,
+    device: DevicePosition | None = None,
 ) -> list[Finding]:
-    """Rows for one analysed file of an inspection: its image (once per sha256), file result, findings."""
+    """Rows for one analysed file of an inspection: its image (once per sha256), file result, findings.
+
+    `device` places the findings of a photo without EXIF GPS (the image row keeps only the photo's own).
+    """
     if not item.ok:
         assert item.error is not None
         session.add(
@@ -262,7 +312,7 @@ def add_file_rows(
             warnings=item.warnings or None,
         )
     )
-    gps = item.gps or {}
+    place = _finding_place(item.gps, device)
     raised = []
     for problem in item.problems:
         x1, y1, x2, y2 = (float(v) for v in problem.box)
@@ -277,9 +327,7 @@ def add_file_rows(
             x2=x2,
             y2=y2,
             extent=problem.extent,
-            lat=gps.get("lat"),
-            lon=gps.get("lon"),
-            alt=gps.get("alt"),
+            **place,
             captured_at=item.captured_at,
             observed_at=item.captured_at or now,
             model_version=item.model_version,
@@ -352,7 +400,7 @@ def persist_inspection(
             session.add(inspection)
             session.flush()
             for position, item in enumerate(analysed):
-                raised += add_file_rows(session, state, inspection.id, position, item, principal.name, now)
+                raised += add_file_rows(session, state, inspection.id, position, item, principal.name, now, meta.device)
             session.flush()
             inspection_id = inspection.id
             rejected = sum(not item.ok for item in analysed)

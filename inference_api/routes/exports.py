@@ -37,6 +37,8 @@ CSV_COLUMNS = [
     "lat",
     "lon",
     "alt",
+    "position_source",
+    "position_accuracy_m",
     "captured_at",
     "observed_at",
     "region",
@@ -46,6 +48,12 @@ CSV_COLUMNS = [
     "created_at",
     "updated_at",
 ]
+
+
+def _position_columns(gps: dict[str, Any] | None) -> dict[str, Any]:
+    """Where a finding's position came from, as flat export fields (`position_source`, `position_accuracy_m`)."""
+    gps = gps or {}
+    return {"position_source": gps.get("source"), "position_accuracy_m": gps.get("accuracy_m")}
 
 
 @router.get(
@@ -58,14 +66,14 @@ CSV_COLUMNS = [
 def findings_geojson(
     session: SessionDep, _: Reader, where: FilterDep, limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = MAX_EXPORT
 ) -> Response:
-    """Geotagged findings (EXIF GPS) as GeoJSON Points ([lon, lat, alt?]); findings without GPS are left out."""
+    """Findings with a position as GeoJSON Points ([lon, lat, alt?]), saying where it came from; others left out."""
     geo = store.FindingFilter(**{**where.__dict__, "geotagged": True})
     total, rows = store.list_findings(session, geo, limit, 0)
     features: list[dict[str, Any]] = []
     for finding in rows:
-        out = presenters.finding_out(finding)
+        props = presenters.finding_out(finding).model_dump(mode="json")
         coords = [finding.lon, finding.lat] + ([finding.alt] if finding.alt is not None else [])
-        props = out.model_dump(mode="json", exclude={"gps"})
+        props |= _position_columns(props.pop("gps"))
         features.append(
             {
                 "type": "Feature",
@@ -98,7 +106,7 @@ def findings_csv(
     writer.writeheader()
     for finding in rows:
         out = presenters.finding_out(finding).model_dump(mode="json")
-        flat = {**out, **out["box"], **(out["gps"] or {})}
+        flat = {**out, **out["box"], **(out["gps"] or {}), **_position_columns(out["gps"])}
         writer.writerow(safe_record(flat))
     return Response(
         "\ufeff" + buffer.getvalue(),

@@ -86,6 +86,13 @@ def create_inspection(
         Form(ge=0.0001, le=1.0, description="Detector confidence override; omitted: the model's shipped thresholds."),
     ] = None,
     tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
+    device_lat: Annotated[
+        float | None, Form(ge=-90, le=90, description="The uploading device's latitude, for photos without GPS.")
+    ] = None,
+    device_lon: Annotated[float | None, Form(ge=-180, le=180, description="Goes with device_lat.")] = None,
+    device_accuracy_m: Annotated[
+        float | None, Form(ge=0, le=100_000, description="The radius (metres) the device reported for its position.")
+    ] = None,
 ) -> InspectionOut:
     if client_id:
         with state.sessions() as session:
@@ -95,7 +102,8 @@ def create_inspection(
             return presenters.inspection_out(existing)
     if len(files) > state.settings.max_files:
         raise ApiError(413, "too_many_files", f"{len(files)} files; at most {state.settings.max_files} per inspection")
-    meta = services.InspectionMeta(inspector, region, township, village, note, client_id or None)
+    device = services.device_position(device_lat, device_lon, device_accuracy_m)
+    meta = services.InspectionMeta(inspector, region, township, village, note, client_id or None, device)
     try:
         inspection_id, created = state.pool.run(_ingest, state, principal, detector, files, meta, conf, tile)
     except Overloaded as exc:

@@ -326,7 +326,7 @@ def test_exif_gps_and_capture_time_are_kept_on_image_and_findings(
     assert image["captured_at"] == "2024-05-01T02:30:00Z", "EXIF local time (Asia/Shanghai) stored as UTC"
     assert body["findings"]
     for finding in body["findings"]:
-        assert finding["gps"] == image["gps"]
+        assert finding["gps"] == {**image["gps"], "source": "photo", "accuracy_m": None}
         assert finding["captured_at"] == finding["observed_at"] == image["captured_at"]
 
 

@@ -94,9 +94,10 @@ def test_import_stores_one_inspection_with_findings_where_they_are(
         assert [finding["box"][k] for k in ("x1", "y1", "x2", "y2")] == problem["box"]
         if problem["position"]:  # the drone frame: on the ground, not at the camera
             placed += 1
-            assert finding["gps"] == {"lat": problem["position"]["lat"], "lon": problem["position"]["lon"], "alt": None}
+            ground = {"lat": problem["position"]["lat"], "lon": problem["position"]["lon"], "alt": None}
+            assert finding["gps"] == {**ground, "source": "photo", "accuracy_m": None}
         elif record["gps"]:
-            assert finding["gps"] == record["gps"]
+            assert finding["gps"] == {**record["gps"], "source": "photo", "accuracy_m": None}
         else:
             assert finding["gps"] is None
     assert placed > 0 and any(r["gps"] and not r["georef"] and r["problems"] for r in records if "error" not in r)

@@ -67,7 +67,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """`open_page(server, viewport=DESKTOP)`: a fresh browser tab (own storage) on the server's page.
+    """`open_page(server, viewport=DESKTOP, **context_options)`: a fresh browser tab (own storage) on the server's page.
 
     On teardown it checks what the page must never do: throw an uncaught script error, or
     request anything from another origin (the page works offline: no CDN, fonts or tiles).
@@ -75,9 +75,12 @@ def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     contexts = []
     problems: list[str] = []
 
-    def open_(server: Server, viewport: dict[str, int] = DESKTOP) -> Page:
+    def open_(server: Server, viewport: dict[str, int] = DESKTOP, **options: object) -> Page:
+        """`options` go to the browser context: geolocation, permissions, has_touch, is_mobile..."""
         base = server.url
-        context = browser.new_context(viewport=viewport, locale="zh-CN", accept_downloads=True, base_url=base)
+        context = browser.new_context(
+            viewport=viewport, locale="zh-CN", accept_downloads=True, base_url=base, **options
+        )
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(30_000)

@@ -1,5 +1,5 @@
-"""Every main screen fits a 1024×768 laptop and a 768-wide tablet: no sideways scrolling, the whole
-navigation on screen. Screenshots of each screen at each size go to build/screenshots/."""
+"""Every main screen fits a 1024×768 laptop, a 768-wide tablet and a 390×844 phone (touch): no sideways
+scrolling, the whole navigation on screen. Screenshots of each screen at each size go to build/screenshots/."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from web_helpers import (
     DESKTOP,
     FLAGGED_PHOTO,
     FOLLOWUP_PHOTO,
+    PHONE,
+    PHONE_CONTEXT,
     TABLET,
     Server,
     geotagged,
@@ -40,8 +42,8 @@ def _fits(page: Page, width: int) -> None:
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, f"nav link off screen: {link.inner_text()}"
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, TABLET], ids=["1024x768", "768x1024"])
-def test_main_screens_fit_laptop_and_tablet(
+@pytest.mark.parametrize("viewport", [DESKTOP, TABLET, PHONE], ids=["1024x768", "768x1024", "390x844"])
+def test_main_screens_fit_laptop_tablet_and_phone(
     open_page, server: Server, inspector_key: str, reviewed: dict, viewport: dict[str, int]
 ) -> None:
     finding, inspection = reviewed["finding"], reviewed["inspection"]
@@ -55,8 +57,9 @@ def test_main_screens_fit_laptop_and_tablet(
         "labels": ("/#/labels", "table.label-counts"),
         "jobs": ("/#/jobs", "form.job-form"),
         "upload": ("/#/upload", "#files"),
+        "queue": ("/#/queue", "#queue[data-waiting]"),
     }
-    page = open_page(server, viewport)
+    page = open_page(server, viewport, **(PHONE_CONTEXT if viewport is PHONE else {}))
     sign_in(page, inspector_key)
     size = f"{viewport['width']}x{viewport['height']}"
     for name, (path, ready) in screens.items():

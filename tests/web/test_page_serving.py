@@ -30,15 +30,36 @@ def test_root_serves_the_page_with_a_strict_content_security_policy(server: Serv
 
 def test_every_asset_is_served_with_its_type_and_nothing_loads_from_elsewhere(server: Server) -> None:
     assert len(ASSETS) > 10, ASSETS
-    kinds = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+    kinds = {
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".html": "text/html",
+        ".webmanifest": "application/manifest+json",
+        ".png": "image/png",
+    }
     with server.client() as client:
         for asset in ASSETS:
             response = client.get(f"/web/{asset.relative_to(WEB).as_posix()}")
             assert response.status_code == 200, asset
             assert response.headers["content-type"].startswith(kinds[asset.suffix]), asset
             assert response.content == asset.read_bytes()
-            outside = [u for u in URL.findall(response.text) if u != SVG_NAMESPACE]
-            assert not outside, f"{asset.name} refers to another origin: {outside}"
+            if asset.suffix != ".png":
+                outside = [u for u in URL.findall(response.text) if u != SVG_NAMESPACE]
+                assert not outside, f"{asset.name} refers to another origin: {outside}"
+
+
+def test_the_service_worker_is_served_from_the_root_and_caches_every_file_of_the_page(server: Server) -> None:
+    with server.client() as client:
+        worker = client.get("/sw.js")
+        shell = client.get("/web/shell.json")
+        assert worker.status_code == 200 and worker.headers["content-type"].startswith("text/javascript")
+        assert worker.content == (WEB / "sw.js").read_bytes()
+        assert worker.headers["content-security-policy"] == client.get("/").headers["content-security-policy"]
+        listed = shell.json()
+        assert listed[0] == "/" and sorted(listed[1:]) == listed[1:]
+        expected = {f"/web/{a.relative_to(WEB).as_posix()}" for a in ASSETS if a.name != "sw.js"}
+        assert set(listed[1:]) == expected
+        assert all(client.get(path).status_code == 200 for path in listed)
 
 
 def test_asset_paths_cannot_leave_the_web_folder(server: Server) -> None:

@@ -23,6 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
 DESKTOP = {"width": 1024, "height": 768}
 TABLET = {"width": 768, "height": 1024}
+PHONE = {"width": 390, "height": 844}
+PHONE_CONTEXT = {"has_touch": True, "is_mobile": True}
+"""A phone: touch, and the viewport meta tag honoured as a phone's browser does."""
 
 
 def _first_clearly_flagged(photos: list[Path]) -> Path:

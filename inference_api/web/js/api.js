@@ -29,6 +29,11 @@ function failed(status, body, retryAfter, signedInKey = true) {
   return new ApiError(status, body, retryAfter);
 }
 
+/** The server could not be reached (offline, or it is down): status 0, code "network". */
+function unreachable() {
+  return new ApiError(0, { error: { code: "network", message: "network error" } });
+}
+
 function headers(extra = {}) {
   const key = apiKey();
   return key ? { Authorization: `Bearer ${key}`, ...extra } : extra;
@@ -56,7 +61,12 @@ export async function api(path, { method = "GET", json, form, key } = {}) {
   if (key) init.headers.Authorization = `Bearer ${key}`;
   if (json) init.body = JSON.stringify(json);
   if (form) init.body = form;
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw unreachable();
+  }
   const body = await parse(response);
   if (!response.ok) throw failed(response.status, body, Number(response.headers.get("retry-after")) || null, !key);
   return body;
@@ -78,7 +88,7 @@ export function upload(path, form, { onProgress = () => {}, onSent = () => {} } 
       if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response);
       else reject(failed(xhr.status, xhr.response, Number(xhr.getResponseHeader("retry-after")) || null));
     });
-    xhr.addEventListener("error", () => reject(new ApiError(0, { error: { code: "network", message: "network error" } })));
+    xhr.addEventListener("error", () => reject(unreachable()));
     xhr.send(form);
   });
 }

@@ -15,8 +15,27 @@ export function errorBox(error) {
   let text = error.message || t("error");
   if (error.status === 403) text = t("notAllowed");
   else if (error.code === "model_not_ready") text = t("modelNotReady");
+  else if (error.code === "network") text = t("unreachable");
   const details = (error.files || []).map((f) => h("li", {}, `${f.file}: ${f.message}`));
   return h("div", { class: "error", role: "alert" }, h("p", {}, text), details.length ? h("ul", {}, details) : null);
+}
+
+export function sizeText(bytes) {
+  return bytes > 1_048_576 ? `${(bytes / 1_048_576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
+}
+
+const REFUSALS = new Set(["empty", "too_large", "invalid_image", "request_too_large"]);
+
+/** Why the server refused a photo: the file's own reason where it gave one, in words the inspector reads, then the server's. */
+export function refusalText(error) {
+  const file = (error.files || [])[0] || error;
+  const said = file.message || error.message;
+  return REFUSALS.has(file.code) ? `${t(`refused_${file.code}`)} (${said})` : said;
+}
+
+/** Where a finding's position came from, in words: the photo's GPS, or the phone's with its accuracy. */
+export function positionName(source, accuracyM) {
+  return source === "device" ? t("gpsDevice", { m: Math.round(accuracyM ?? 0) }) : t("gpsPhoto");
 }
 
 export function statusBadge(status) {

@@ -8,7 +8,7 @@ import { announce, h, put } from "../dom.js";
 import { formatScore, formatTime, statusName, t, typeName, typeNames } from "../i18n.js";
 import { href } from "../router.js";
 import { canWrite } from "../session.js";
-import { deadlineMarks, errorBox, field, heading, loading, statusBadge } from "./common.js";
+import { deadlineMarks, errorBox, field, heading, loading, positionName, statusBadge } from "./common.js";
 import { labeller } from "./labeller.js";
 import { photoWithBoxes } from "./photo.js";
 
@@ -36,7 +36,7 @@ function details(f) {
     [t("place"), place],
     [t("captured"), formatTime(f.captured_at)],
     [t("created"), formatTime(f.created_at)],
-    [t("gps"), f.gps ? h("span", {}, `${f.gps.lat.toFixed(5)}, ${f.gps.lon.toFixed(5)} `, h("a", { href: href("/map", { focus: f.id }) }, t("onMap"))) : "–"],
+    [t("gps"), f.gps ? h("span", { id: "finding-position", dataset: { source: f.gps.source } }, `${f.gps.lat.toFixed(5)}, ${f.gps.lon.toFixed(5)} (${positionName(f.gps.source, f.gps.accuracy_m)}) `, h("a", { href: href("/map", { focus: f.id }) }, t("onMap"))) : "–"],
     [t("model"), f.model_version],
   ];
   return h(

@@ -1,13 +1,15 @@
-// #/map: geotagged findings as points on a plain plane, drawn offline (no map tiles exist
+// #/map: findings with a position as points on a plain plane, drawn offline (no map tiles exist
 // without the internet). Longitude is scaled by cos(latitude), which keeps distances and
 // angles true enough across a county; a graticule and a scale bar give the bearings. Fill says
 // the type, the ring the status; every point is a link (keyboard-focusable) to its finding.
+// A position from the phone rather than the photo's GPS has a dashed ring and a dashed circle
+// as large as the accuracy the phone reported, so nobody reads it as exact.
 
 import { api, query as qs } from "../api.js";
 import { h, put, s } from "../dom.js";
 import { problemTypes, STATUSES, statusName, t, typeName } from "../i18n.js";
 import { href } from "../router.js";
-import { errorBox, heading, loading } from "./common.js";
+import { errorBox, heading, loading, positionName } from "./common.js";
 import { apiFilters, filterForm } from "./filters.js";
 import { knownRegions } from "./ledger.js";
 
@@ -73,7 +75,13 @@ function scaleBar(p) {
   );
 }
 
-function points(features, p, focus) {
+/**
+ * `size` is view units per screen pixel: a phone draws the 1000-unit plane in under 400 px, so
+ * points are made at least 9 px in radius (about a fingertip across) wherever it is drawn.
+ */
+function points(features, p, focus, size) {
+  const r = Math.max(10, 9 * size);
+  const spread = 1.6 * r;
   const seen = new Map();
   return features.map((feature) => {
     const [lon, lat] = feature.geometry.coordinates;
@@ -83,12 +91,16 @@ function points(features, p, focus) {
     const n = seen.get(spot) || 0;
     seen.set(spot, n + 1);
     const angle = n * 2.4;
-    const [x, y] = [p.x(lon) + (n ? 16 * Math.cos(angle) * Math.sqrt(n) : 0), p.y(lat) + (n ? 16 * Math.sin(angle) * Math.sqrt(n) : 0)];
-    const label = `#${f.id} ${typeName(f.type)} · ${statusName(f.status)}`;
+    const [x, y] = [p.x(lon) + (n ? spread * Math.cos(angle) * Math.sqrt(n) : 0), p.y(lat) + (n ? spread * Math.sin(angle) * Math.sqrt(n) : 0)];
+    const device = f.position_source === "device";
+    const label = `#${f.id} ${typeName(f.type)} · ${statusName(f.status)} · ${positionName(f.position_source, f.position_accuracy_m)}`;
+    // The accuracy circle is where the phone might have been: centred on the reported spot, in map units.
+    const radius = device && f.position_accuracy_m ? (f.position_accuracy_m / 1000 / KM_PER_DEGREE) * p.scale : 0;
     return s(
       "a",
-      { href: href(`/findings/${f.id}`), class: `point${String(f.id) === focus ? " focused" : ""}`, "aria-label": label, dataset: { findingId: f.id, status: f.status, type: f.type } },
-      s("circle", { class: `pt t-${f.type} s-${f.status}`, cx: x.toFixed(1), cy: y.toFixed(1), r: String(f.id) === focus ? 14 : 10 }),
+      { href: href(`/findings/${f.id}`), class: `point${String(f.id) === focus ? " focused" : ""}`, "aria-label": label, dataset: { findingId: f.id, status: f.status, type: f.type, source: f.position_source } },
+      radius ? s("circle", { class: `accuracy t-${f.type}`, cx: p.x(lon).toFixed(1), cy: p.y(lat).toFixed(1), r: radius.toFixed(1) }) : null,
+      s("circle", { class: `pt t-${f.type} s-${f.status}${device ? " device" : ""}`, cx: x.toFixed(1), cy: y.toFixed(1), r: (String(f.id) === focus ? 1.4 * r : r).toFixed(1) }),
       s("title", {}, label),
     );
   });
@@ -100,6 +112,7 @@ function legend() {
     { class: "legend" },
     h("div", {}, h("h2", {}, t("legendType")), h("ul", {}, problemTypes().map((p) => h("li", {}, h("span", { class: `swatch t-${p.key}`, "aria-hidden": "true" }), typeName(p.key))))),
     h("div", {}, h("h2", {}, t("legendStatus")), h("ul", {}, STATUSES.map((st) => h("li", {}, h("span", { class: `ring s-${st}`, "aria-hidden": "true" }), statusName(st))))),
+    h("div", {}, h("h2", {}, t("legendPosition")), h("ul", {}, h("li", {}, h("span", { class: "swatch photo", "aria-hidden": "true" }), t("mapPhotoGps")), h("li", {}, h("span", { class: "swatch device", "aria-hidden": "true" }), t("mapDevice")))),
   );
 }
 
@@ -117,7 +130,7 @@ export async function mapView(main, { query }) {
         s("rect", { class: "plane", x: 0, y: 0, width: W, height: H }),
         graticule(p),
         scaleBar(p),
-        points(features, p, query.focus),
+        points(features, p, query.focus, W / Math.max(1, main.clientWidth)),
       );
     }
     put(

@@ -1,84 +1,81 @@
-// #/upload: photos by drag and drop or file picker, with the place and a note; progress per file
-// while the request goes out and is scored, then each photo with its boxes and problems.
+// #/upload: photos from the phone's camera, the gallery or the file picker (or dropped on a
+// laptop), with the place and a note; progress per photo while it is sent and scored, then each
+// photo with its boxes and problems.
 //
-// Files go in batches (one inspection each, well under the server's per-request file limit),
-// each with a random client_id, so a retry after "server busy" (503) can never score twice.
+// Every photo is first kept on this device (outbox.js) and then sent by sender.js, one inspection
+// with its own client_id each, so a photo taken where the signal is gone waits and goes out by
+// itself later, and a retry can never score it twice. A photo taken with the camera here is kept
+// at once, with the place as filled in and where the phone is (position.js); photos chosen or
+// dropped are kept when "Upload" is pressed.
 
-import { upload } from "../api.js";
 import { announce, h, put } from "../dom.js";
 import { t } from "../i18n.js";
+import { here, takenHere } from "../position.js";
+import { href } from "../router.js";
+import { enqueue, kick, onQueueChange } from "../sender.js";
 import { canWrite } from "../session.js";
-import { errorBox, field, heading } from "./common.js";
+import { field, heading, refusalText, sizeText } from "./common.js";
 import { inspectionResults } from "./inspection.js";
 
-const BATCH_FILES = 16;
-const MAX_RETRIES = 3;
+const META = ["region", "township", "village", "inspector", "note"];
 
-function clientId() {
-  // crypto.randomUUID needs a secure context; a laptop on http://<lan address> is not one.
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
-
-function sizeText(bytes) {
-  return bytes > 1_048_576 ? `${(bytes / 1_048_576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
-}
-
-/** One row of per-file progress: name, a <progress> bar, and what is happening to the file. */
-function progressRow(file) {
-  const bar = h("progress", { max: 100, value: 0, "aria-label": file.name });
-  const state = h("span", { class: "state" }, t("uploading"));
-  const row = h("li", { class: "progress-row", dataset: { file: file.name } }, h("span", { class: "name" }, file.name), bar, state);
+/** One row of per-photo progress: name, a <progress> bar, and what is happening to the photo. */
+function progressRow(record) {
+  const bar = h("progress", { max: 100, value: 0, "aria-label": record.name });
+  const state = h("span", { class: "state" }, t("keptHere"));
+  const row = h("li", { class: "progress-row", dataset: { file: record.name, id: record.id } }, h("span", { class: "name" }, record.name), bar, state);
+  const finish = (ok, text) => {
+    bar.max = 1;
+    bar.value = 1;
+    row.classList.add(ok ? "ok" : "failed");
+    state.textContent = text;
+  };
   return {
     row,
-    sent(fraction) { bar.value = Math.round(fraction * 100); },
-    scoring() { bar.removeAttribute("value"); state.textContent = t("scoring"); },
-    finish(ok, text) {
-      bar.max = 1;
-      bar.value = 1;
-      row.classList.add(ok ? "ok" : "failed");
-      state.textContent = text;
+    update(detail) {
+      if (detail.state === "sending") {
+        bar.value = Math.round(detail.fraction * 100);
+        state.textContent = t("uploading");
+      } else if (detail.state === "scoring") {
+        bar.removeAttribute("value");
+        state.textContent = t("scoring");
+      } else if (detail.state === "waiting") {
+        bar.value = 0;
+        state.textContent = t("waitingForServer");
+      } else if (detail.state === "failed") {
+        finish(false, `${t("failed")}: ${refusalText(detail.error)}`);
+      } else if (detail.state === "sent") {
+        const file = detail.inspection.files[0];
+        const count = file.ok ? file.findings.length : 0;
+        finish(true, count ? t("fileProblems", { n: count }) : t("fileNoProblems"));
+      }
     },
   };
-}
-
-function wait(seconds) {
-  return new Promise((resolve) => window.setTimeout(resolve, seconds * 1000));
-}
-
-async function sendBatch(files, meta, rows, onBusy) {
-  const form = new FormData();
-  files.forEach((file) => form.append("files", file, file.name));
-  for (const [name, value] of Object.entries(meta)) if (value) form.append(name, value);
-  form.append("client_id", clientId());
-  // Multipart bodies carry the files in order, so bytes sent say which file is going out.
-  const starts = files.map((_, i) => files.slice(0, i).reduce((sum, f) => sum + f.size, 0));
-  const progress = (loaded) => rows.forEach((row, i) => row.sent(Math.min(1, Math.max(0, (loaded - starts[i]) / (files[i].size || 1)))));
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      return await upload("/v1/inspections", form, { onProgress: progress, onSent: () => rows.forEach((r) => r.scoring()) });
-    } catch (error) {
-      if (error.code !== "overloaded" || attempt >= MAX_RETRIES) throw error;
-      onBusy(error.retryAfter || 5);
-      await wait(error.retryAfter || 5);
-    }
-  }
 }
 
 export function uploadView(main) {
   put(main, heading(t("uploadTitle")));
   if (!canWrite()) {
     main.append(h("p", { class: "error", role: "alert" }, t("notAllowed")));
-    return;
+    return null;
   }
   const chosen = [];
+  const rows = new Map();
   const input = h("input", { type: "file", id: "files", name: "files", multiple: true, accept: "image/*,.tif,.tiff,.heic,.heif" });
+  const camera = h("input", { type: "file", id: "camera", name: "camera", accept: "image/*", capture: "environment" });
   const chosenText = h("p", { class: "muted", id: "chosen", "aria-live": "polite" });
   const showChosen = () => { chosenText.textContent = chosen.length ? `${t("chosen", { n: chosen.length })}: ${chosen.map((f) => `${f.name} (${sizeText(f.size)})`).join(", ")}` : ""; };
   const add = (files) => { chosen.push(...Array.from(files).filter((f) => !chosen.some((c) => c.name === f.name && c.size === f.size))); showChosen(); };
   input.addEventListener("change", () => { add(input.files); input.value = ""; });
 
-  const zone = h("div", { class: "drop", id: "drop" }, h("label", { for: "files" }, t("dropHint")), input, chosenText);
+  const zone = h(
+    "div",
+    { class: "drop", id: "drop" },
+    h("div", { class: "field" }, h("label", { for: "camera" }, t("cameraHint")), camera),
+    h("div", { class: "field" }, h("label", { for: "files" }, t("dropHint")), input),
+    chosenText,
+    h("p", { class: "muted" }, t("keptHint"), " ", h("a", { href: href("/queue") }, t("queueLink"))),
+  );
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => { event.preventDefault(); zone.classList.remove("over"); add(event.dataTransfer.files); });
@@ -105,6 +102,37 @@ export function uploadView(main) {
     field("note", t("note"), { maxlength: 4000, rows: 2 }, "textarea"),
     h("div", { class: "actions" }, submit, clear),
   );
+
+  /** Keep `files` on the device with the form's details (and the phone's position where it says where they were taken), then send. */
+  async function keep(files, fromCamera) {
+    const data = new FormData(form);
+    const meta = Object.fromEntries(META.map((k) => [k, String(data.get(k) || "").trim()]));
+    let position = null;
+    if (files.some((f) => takenHere(f, fromCamera))) {
+      put(message, h("p", { class: "muted" }, t("locating")));
+      position = await here();
+    }
+    put(message);
+    try {
+      for (const file of files) {
+        const record = await enqueue(file, meta, takenHere(file, fromCamera) ? position : null);
+        const row = progressRow(record);
+        rows.set(record.id, row);
+        progressList.append(row.row);
+      }
+      announce(t("keptCount", { n: files.length }));
+    } catch (error) {
+      // The device refused to keep it (storage full, private mode): say so, the photo is not safe.
+      put(message, h("p", { class: "error", role: "alert" }, t("keepFailed", { why: error.message || error.name })));
+    }
+    kick();
+  }
+
+  camera.addEventListener("change", () => {
+    const files = Array.from(camera.files);
+    camera.value = "";
+    if (files.length) keep(files, true);
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     put(message);
@@ -112,35 +140,20 @@ export function uploadView(main) {
       put(message, h("p", { class: "error", role: "alert" }, t("noFiles")));
       return;
     }
-    const data = new FormData(form);
-    const meta = Object.fromEntries(["region", "township", "village", "inspector", "note"].map((k) => [k, String(data.get(k) || "").trim()]));
     const files = chosen.splice(0);
     showChosen();
-    submit.disabled = true;
-    put(progressList);
-    put(results);
-    for (let i = 0; i < files.length; i += BATCH_FILES) {
-      const batch = files.slice(i, i + BATCH_FILES);
-      const rows = batch.map(progressRow);
-      rows.forEach((r) => progressList.append(r.row));
-      try {
-        const inspection = await sendBatch(batch, meta, rows, (s) => put(message, h("p", {}, t("busyRetry", { s }))));
-        put(message);
-        inspection.files.forEach((file, j) => {
-          const count = inspection.findings.filter((f) => file.findings.includes(f.id)).length;
-          rows[j].finish(file.ok, file.ok ? (count ? t("fileProblems", { n: count }) : t("fileNoProblems")) : `${t("failed")}: ${file.error.message}`);
-        });
-        results.append(inspectionResults(inspection));
-        announce(`${t("done")}: ${t("inspection", { id: inspection.id })}`);
-      } catch (error) {
-        rows.forEach((r, j) => {
-          const reason = (error.files || []).find((f) => f.file === batch[j].name);
-          r.finish(false, `${t("failed")}: ${reason ? reason.message : error.message}`);
-        });
-        put(message, errorBox(error));
-      }
+    await keep(files, false);
+  });
+
+  const unsubscribe = onQueueChange((detail) => {
+    const row = rows.get(detail.id);
+    if (!row) return;
+    row.update(detail);
+    if (detail.state === "sent") {
+      results.append(inspectionResults(detail.inspection));
+      announce(`${t("done")}: ${t("inspection", { id: detail.inspection.id })}`);
     }
-    submit.disabled = false;
   });
   main.append(form, progressList, message, results);
+  return unsubscribe;
 }
