@@ -424,7 +424,13 @@ def test_envwatch_evaluate_on_val(tiny_onnx: Path, built_dataset: Path, tmp_path
     assert (result["model"], result["split"], result["images"]) == ("tiny-test", "val", len(val_images))
     names = "\n".join(sorted(p.stem for p in val_images))
     assert result["image_set"] == hashlib.sha256(names.encode()).hexdigest()[:12]
-    assert set(result["sources"]) == {"garbage-cn", "fire-smoke-8", "fire-continuous"}
+    assert set(result["sources"]) == {
+        "garbage-cn",
+        "fire-smoke-8",
+        "fire-continuous",
+        "fire-smoke-pd",
+        "fire-scenes-cair",
+    }
     assert sum(s["images"] for s in result["sources"].values()) == result["images"] == result["all"]["images"]
     assert set(result["sources"]["fire-continuous"]["labels"]) == set(LABEL_NAMES) - {"smoke"}
     for name, scope in [*result["sources"].items(), ("all", result["all"])]:

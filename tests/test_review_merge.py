@@ -199,7 +199,10 @@ def test_models_add_a_recipe_trained_checkpoint_then_evaluate_it_on_a_merged_dat
     assert "**Reviewed images used: 0**" in card and "| all | fire |" in card
     assert "burning: false-alarm cap 0.1" in card and "2 test photos with a near twin in training were left out" in card
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert (metrics["split"], set(metrics["sources"])) == ("test", {"garbage-cn", "fire-smoke-8", "fire-continuous"})
+    assert (metrics["split"], set(metrics["sources"])) == (
+        "test",
+        {"garbage-cn", "fire-smoke-8", "fire-continuous", "fire-smoke-pd", "fire-scenes-cair"},
+    )
     assert metrics["images"] == 12 and metrics["excluded"] == 2  # --limit 4 per source, after the exclusion
     choice = metrics["threshold_choice"]
     assert choice["extra_negatives"] == {"folder": str(negatives), "images": ["outside"]}
