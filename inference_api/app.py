@@ -21,6 +21,7 @@ from inference_api.deps import AppState
 from inference_api.jobs import JobRunner
 from inference_api.model_watch import ModelWatcher
 from inference_api.observability import Metrics, configure_logging, install_middleware
+from inference_api.orphans import OrphanSweeper
 from inference_api.pool import DetectorPool
 from inference_api.routes import exports, findings, health, images, inspections, jobs, keys, labels, model, models, web
 from inference_api.settings import Settings, get_settings
@@ -66,9 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sender.start()
         runner = JobRunner(state)
         runner.start()
+        sweeper = OrphanSweeper(state)
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
             runner.stop()
             watcher.stop()
             if sender:
