@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for the X-Envwatch-Signature header of webhook deliveries."
     )
-    webhook_max_attempts: int = Field(default=8, gt=0, description="Delivery attempts before giving up.")
+    webhook_max_attempts: int = Field(
+        default=8, gt=0, description="Attempts after which an event the receiver refuses (3xx/4xx) is given up."
+    )
     webhook_backoff_s: float = Field(
         default=2.0, gt=0, description="First retry delay; doubles per attempt, capped at 10 minutes."
     )
