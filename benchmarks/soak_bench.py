@@ -54,9 +54,9 @@ PHOTOS = [
     REPO / ".." / "shared" / "datasets" / "fire-continuous" / "test" / "images",
     REPO / ".." / "shared" / "datasets" / "garbage-cn" / "valid" / "images",
 ]
-MIN_FREE = 4 * 1024 * 1024
-"""ENVWATCH_MIN_FREE_BYTES of the soaked server: the full-disk phase goes both above it (uploads meet ENOSPC
-part-way) and below it (uploads are refused up front)."""
+MIN_FREE = 256 * 1024
+"""ENVWATCH_MIN_FREE_BYTES of the soaked server: the full-disk phase starts just above it (uploads are let in
+and meet ENOSPC part-way) and ends below it (uploads are refused up front)."""
 
 
 def free_port() -> int:
@@ -258,8 +258,9 @@ class Soak:
                 self.errors_5xx[f"{response.status_code} {code} {method} {path.split('/')[2]}"] += 1
         return response
 
-    def upload(self) -> None:
-        files = [("files", (f"p{i}.jpg", self.photos.new(), "image/jpeg")) for i in range(random.choice((1, 1, 2, 3)))]
+    def upload(self, photos: list[bytes] | None = None) -> None:
+        photos = photos or [self.photos.new() for _ in range(random.choice((1, 1, 2, 3)))]
+        files = [("files", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
         sent = {name: data for _, (name, data, _) in files}
         response = self.call("POST", "/v1/inspections", files=files, data={"conf": "0.05", "region": "soak"})
         if response is None or response.status_code != 201:
@@ -289,6 +290,25 @@ class Soak:
         if response is not None and response.status_code == 200:
             with self.lock:
                 self.findings[finding_id] = step
+
+    def same_photo_twice(self) -> None:
+        """One new photo at once as an upload and as the follow-up of a rectification that is refused (the
+        finding is not awaiting one): the refused request's clean-up must not take the upload's file."""
+        with self.lock:
+            candidates = [f for f, status in self.findings.items() if status == "candidate"]
+        if not candidates:
+            return
+        data, finding_id = self.photos.new(), random.choice(candidates)
+        files = {"file": ("same.jpg", data, "image/jpeg")}
+        threads = [
+            threading.Thread(target=self.upload, args=([data],)),
+            threading.Thread(target=self.call, args=("POST", f"/v1/findings/{finding_id}/rectification"),
+                             kwargs={"files": files}),
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def edit_labels(self) -> None:
         with self.lock:
@@ -331,7 +351,14 @@ class Soak:
             self.call("GET", "/v1/findings", params={"limit": 20, "sort": "-id"})
 
     def client(self) -> None:
-        actions = [(self.upload, 4), (self.review, 3), (self.read, 4), (self.edit_labels, 1), (self.zip_job, 0.4)]
+        actions = [
+            (self.upload, 4),
+            (self.same_photo_twice, 1),
+            (self.review, 3),
+            (self.read, 4),
+            (self.edit_labels, 1),
+            (self.zip_job, 0.4),
+        ]
         functions, weights = zip(*actions, strict=True)
         while not self.stop.is_set() and self.requests() < self.max_requests:
             random.choices(functions, weights)[0]()
@@ -411,7 +438,7 @@ def main() -> int:
                 "ENVWATCH_DATA_DIR": str(data_dir),
                 "ENVWATCH_MODEL_PATH": str(promoted_model()),
                 "ENVWATCH_ADMIN_KEY": admin_key,
-                "ENVWATCH_DETECT_WORKERS": "2",
+                "ENVWATCH_DETECT_WORKERS": "2",  # an upload and a refused rectification of one photo at once
                 "ENVWATCH_MIN_FREE_BYTES": str(MIN_FREE),
                 "ENVWATCH_ORPHAN_GRACE_S": "5",
                 "ENVWATCH_WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/hook",
@@ -441,7 +468,7 @@ def main() -> int:
             if hung and elapsed >= 0.6 and receiver.hanging.is_set():
                 receiver.hanging.clear()
             if disk is not None and not disk_full and 0.35 <= elapsed < 0.55:
-                fill(disk, MIN_FREE + 256 * 1024)  # a few uploads pass the up-front check, then run out part-way
+                fill(disk, MIN_FREE + 200 * 1024)  # a few uploads pass the up-front check, then run out part-way
                 disk_full = True
             if disk is not None and disk_full and elapsed >= 0.55 and (disk / "filler").exists():
                 (disk / "filler").unlink()
