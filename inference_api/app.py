@@ -22,6 +22,7 @@ from inference_api.deps import AppState
 from inference_api.jobs import JobRunner
 from inference_api.model_watch import ModelWatcher
 from inference_api.observability import Metrics, configure_logging, install_middleware
+from inference_api.orphans import OrphanSweeper
 from inference_api.pool import DetectorPool
 from inference_api.routes import (
     bulletin,
@@ -81,10 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = JobRunner(state)
         runner.start()
         overdue = OverdueWatcher(settings, state.sessions)
+        sweeper = OrphanSweeper(state)
         overdue.start()
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
             overdue.stop()
             runner.stop()
             watcher.stop()

@@ -54,6 +54,13 @@ def get_detector(state: Annotated[AppState, Depends(get_state)]) -> Detector:
     return state.detector
 
 
+def require_storage(state: AppState) -> None:
+    """507 `insufficient_storage` before any work, when the image store cannot take new photos (see /readyz)."""
+    problem = state.images.problem(state.settings.min_free_bytes)
+    if problem is not None:
+        raise ApiError(507, "insufficient_storage", f"{problem}; nothing was stored")
+
+
 def get_session(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Session]:
     """A session for the request; routes that write commit explicitly (see `store`)."""
     with state.sessions() as session:

@@ -7,12 +7,14 @@ declares the errors it can return so the OpenAPI document is complete.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_api.schemas import ErrorResponse, FileError
@@ -26,7 +28,9 @@ DESCRIPTIONS: dict[int, str] = {
     409: "Conflicts with the resource's current state (e.g. an invalid review transition).",
     413: "Request body larger than the configured limit.",
     422: "Invalid request, or every uploaded file was rejected (see error.files).",
+    429: "Too many batch jobs queued for this key; retry after the Retry-After header.",
     503: "Not ready (model or database) or overloaded; retry after the Retry-After header.",
+    507: "The server's storage is full (`insufficient_storage`); nothing was stored. /readyz says more.",
 }
 
 
@@ -54,6 +58,24 @@ class ApiError(Exception):
         if self.files is not None:
             detail["files"] = [f.model_dump() for f in self.files]
         return {"error": detail}
+
+
+STORAGE_FULL = "the server's storage is full; nothing of this request was stored (an operator must free space)"
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a file system or database refusing to grow: ENOSPC, a quota, SQLite's
+    "database or disk is full", PostgreSQL's disk_full (SQLSTATE 53100)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(seen, OperationalError):
+            orig = seen.orig
+            if getattr(orig, "sqlstate", None) == "53100" or "disk is full" in str(orig):
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -97,6 +119,15 @@ def install(app: FastAPI) -> None:
             {"error": {"code": "invalid_request", "message": "; ".join(parts) or "invalid request"}},
             status_code=422,
         )
+
+    async def _storage(_request: Request, exc: Exception) -> JSONResponse:
+        if not storage_full(exc):
+            raise exc  # to the 500 handler below
+        log.error("storage full", extra={"error": repr(exc)})
+        return JSONResponse({"error": {"code": "insufficient_storage", "message": STORAGE_FULL}}, status_code=507)
+
+    app.add_exception_handler(OSError, _storage)
+    app.add_exception_handler(OperationalError, _storage)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -27,14 +27,15 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from inference_api import services
 from inference_api.auth import Principal, Role
 from inference_api.db import transaction
 from inference_api.deps import AppState
 from inference_api.errors import ApiError
-from inference_api.models import Job, JobItem, utcnow
+from inference_api.models import ApiKey, Job, JobItem, utcnow
 from model.images import IMAGE_SUFFIXES, path_text
 from model.tiling import TileMode
 
@@ -143,6 +144,25 @@ def extract(
     return files
 
 
+def check_room(session: Session, state: AppState, principal: Principal) -> None:
+    """429 `too_many_jobs` (with Retry-After) when the key already has `max_active_jobs` queued or running.
+
+    Each queued zip job keeps its extracted photos on disk, so without a limit one key could fill it.
+    """
+    limit = state.settings.max_active_jobs
+    active = session.scalar(
+        select(func.count()).select_from(Job).where(Job.created_by == principal.name, Job.status.in_(ACTIVE))
+    )
+    if (active or 0) >= limit:
+        raise ApiError(
+            429,
+            "too_many_jobs",
+            f"{principal.name} has {active} batch jobs queued or running, the most allowed (ENVWATCH_MAX_ACTIVE_JOBS); "
+            "retry once one has finished, or cancel one",
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        )
+
+
 def create_job(
     state: AppState,
     principal: Principal,
@@ -159,7 +179,10 @@ def create_job(
     with transaction(state.sessions) as session:
         inspection = meta.new_inspection(principal.name, utcnow())
         session.add(inspection)
-        session.flush()
+        session.flush()  # SQLite: this first write takes the database's write lock, so jobs are counted one at a time
+        # PostgreSQL: the key's row lock does the same across server processes
+        session.execute(select(ApiKey.id).where(ApiKey.name == principal.name).with_for_update())
+        check_room(session, state, principal)
         job = Job(
             kind=kind,
             source=source,
@@ -227,8 +250,13 @@ def create_zip_job(
     conf: float | None,
     tile: TileMode,
 ) -> int:
-    """Extract the zip into a new folder and make its job; the folder is removed again if no job is made."""
+    """Extract the zip into a new folder and make its job; the folder is removed again if no job is made.
+
+    A key at its job limit is refused before anything is extracted (and again, under a lock, when the job is made).
+    """
     settings = state.settings
+    with state.sessions() as session:
+        check_room(session, state, principal)
     target = jobs_dir(state) / uuid.uuid4().hex
     files = extract(
         archive, target, settings.max_zip_entries, settings.max_zip_uncompressed_bytes, settings.max_zip_ratio
@@ -380,7 +408,6 @@ class JobRunner:
         analysed = state.pool.run_waiting(
             services.analyse, [upload], state.detector, state.settings, job.conf, job.tile
         )[0]
-        created = [analysed.sha256] if analysed.ok and state.images.put(analysed.sha256, analysed.data) else []
         try:
             with transaction(state.sessions) as session:
                 claimed = session.execute(
@@ -404,7 +431,7 @@ class JobRunner:
                     .execution_options(synchronize_session=False)
                 )
         except BaseException:
-            services.discard_unreferenced(state, created)
+            services.discard_unreferenced(state, services.stored_shas([analysed]))
             raise
         for finding in raised:
             state.metrics.detections.labels(finding.type).inc()

@@ -247,9 +247,14 @@ class Label(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deleted_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    """Bumped by every change; an UPDATE matches only the version it read (optimistic locking), so two edits
+    at once cannot each pass their type/label check and combine into a pair neither would allow."""
 
     image: Mapped[Image] = relationship()
     finding: Mapped[Finding | None] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's declarative hook)
 
 
 class Job(Base):

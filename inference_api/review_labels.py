@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from inference_api import review_store, store
 from inference_api.auth import Principal
@@ -117,10 +118,25 @@ def live_label(session: Session, label_id: int) -> Label:
     return row
 
 
+def _concurrent_change(what: str) -> ApiError:
+    return ApiError(409, "concurrent_change", f"{what} was changed by someone else meanwhile; reload and retry")
+
+
 def update(state: AppState, principal: Principal, label_id: int, body: LabelUpdate) -> None:
-    """Fix a label's box, type, label or note, recording who and when."""
+    """Fix a label's box, type, label or note, recording who and when; 409 when another edit came first.
+
+    The checks below read the row as it was; `Label.version` makes the UPDATE fail when another edit
+    committed since, so what is stored is always a pair some check allowed.
+    """
     if not body.model_fields_set:
         raise ApiError(422, "invalid_request", "nothing to change: give box, type, label or note")
+    try:
+        _update(state, principal, label_id, body)
+    except StaleDataError:
+        raise _concurrent_change(f"label {label_id}") from None
+
+
+def _update(state: AppState, principal: Principal, label_id: int, body: LabelUpdate) -> None:
     with transaction(state.sessions) as session:
         row = live_label(session, label_id)
         if body.type is not None and body.type.value != row.type:
@@ -137,9 +153,12 @@ def update(state: AppState, principal: Principal, label_id: int, body: LabelUpda
 
 def delete(state: AppState, principal: Principal, label_id: int) -> None:
     """Mark the label deleted: exports leave it out, the row (and who deleted it) stays."""
-    with transaction(state.sessions) as session:
-        row = live_label(session, label_id)
-        row.deleted_by, row.deleted_at = principal.name, utcnow()
+    try:
+        with transaction(state.sessions) as session:
+            row = live_label(session, label_id)
+            row.deleted_by, row.deleted_at = principal.name, utcnow()
+    except StaleDataError:
+        raise _concurrent_change(f"label {label_id}") from None
 
 
 # ---------------------------------------------------------------- what reviews teach
@@ -225,6 +244,13 @@ def reviewed_images(session: Session, files: ImageStore) -> list[ReviewedImage]:
 
 def import_label_studio(state: AppState, principal: Principal, tasks: list[Any]) -> LabelImport:
     """Store the boxes of a Label Studio export in one transaction; see training/labelstudio.py."""
+    try:
+        return _import_tasks(state, principal, tasks)
+    except StaleDataError:
+        raise _concurrent_change("a label this import changes") from None
+
+
+def _import_tasks(state: AppState, principal: Principal, tasks: list[Any]) -> LabelImport:
     with transaction(state.sessions) as session:
         try:
             boxes, skipped = from_tasks(tasks, lambda sha: _size(session, sha))

@@ -285,6 +285,8 @@ class Health(BaseModel):
     status: str
     model_loaded: bool | None = None
     database: bool | None = None
+    storage: bool | None = Field(default=None, description="The image store is writable with enough free space.")
+    free_bytes: int | None = Field(default=None, description="Free space for the image store.")
     model_version: str | None = None
     detail: str | None = None
 

@@ -1,9 +1,10 @@
 """What the endpoints do, apart from HTTP: score uploads, store them, move findings through review.
 
 Two phases per upload, on purpose: `analyse` (decode + detect; CPU-heavy; runs on the bounded
-detector pool, touches neither disk nor database) and `persist_*` (writes image files atomically,
-then every row in one transaction; removes the files it created if the transaction fails). So
-a failure at any point leaves nothing half-written.
+detector pool, touches neither disk nor database) and `persist_*` (every row in one transaction,
+each image file written atomically once its row holds the sha256; files no committed row uses are
+removed if the transaction fails, see orphans.py). So a failure at any point leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inference_api import deadlines, recurrences, store, webhooks
+from inference_api import deadlines, orphans, recurrences, store, webhooks
 from inference_api.auth import Principal
 from inference_api.db import transaction
 from inference_api.deps import AppState
@@ -215,22 +216,25 @@ def _decode(upload: Upload, detector: Detector, settings: Settings) -> tuple[Ana
     return item, loaded
 
 
-def _store_files(state: AppState, analysed: list[Analysed]) -> list[str]:
-    created = []
-    for item in analysed:
-        if item.ok and state.images.put(item.sha256, item.data):
-            created.append(item.sha256)
-    return created
+def stored_image(session: Session, state: AppState, item: Analysed) -> Image:
+    """The image row of `item` (inserted, or the one already there), with its file on disk.
+
+    The file is written after the row's insert holds the sha256, never before: from then on no
+    clean-up can delete it (orphans.py), and a file a clean-up removed just before is written again.
+    """
+    image = store.add_image(session, _image_row(state, item))
+    state.images.put(item.sha256, item.data)
+    return image
 
 
-def discard_unreferenced(state: AppState, created: list[str]) -> None:
-    """After a failed transaction: remove the image files this request created that no row references."""
-    if not created:
-        return
-    with state.sessions() as session:
-        for sha in created:
-            if store.image_by_sha(session, sha) is None:
-                state.images.discard(sha)
+def discard_unreferenced(state: AppState, shas: list[str]) -> None:
+    """After a failed transaction: remove those of these image files no committed row references (orphans.py)."""
+    orphans.discard_unreferenced(state, shas)
+
+
+def stored_shas(analysed: list[Analysed]) -> list[str]:
+    """The sha256 of each usable file: what a failed transaction may have left on disk."""
+    return [item.sha256 for item in analysed if item.ok]
 
 
 def _image_row(state: AppState, item: Analysed) -> Image:
@@ -300,7 +304,7 @@ def add_file_rows(
             )
         )
         return []
-    image = store.add_image(session, _image_row(state, item))
+    image = stored_image(session, state, item)
     session.add(
         InspectionFile(
             inspection_id=inspection_id,
@@ -391,7 +395,6 @@ def persist_inspection(
     With a `client_id` another request committed first, returns that inspection's id and False
     (the idempotent replay), having written nothing.
     """
-    created = _store_files(state, analysed)
     raised: list[Finding] = []
     try:
         with transaction(state.sessions) as session:
@@ -406,7 +409,7 @@ def persist_inspection(
             rejected = sum(not item.ok for item in analysed)
             announce_inspection(session, state, inspection, len(analysed), rejected, raised)
     except IntegrityError:
-        discard_unreferenced(state, created)
+        discard_unreferenced(state, stored_shas(analysed))
         if meta.client_id is not None:
             with state.sessions() as session:
                 existing = store.inspection_by_client_id(session, meta.client_id)
@@ -414,7 +417,7 @@ def persist_inspection(
                 return existing.id, False
         raise
     except BaseException:
-        discard_unreferenced(state, created)
+        discard_unreferenced(state, stored_shas(analysed))
         raise
     for finding in raised:  # counted only once committed
         state.metrics.detections.labels(finding.type).inc()
@@ -440,7 +443,6 @@ def transition(
         raise ApiError(422, "invalid_deadline", "a deadline is set only when ordering rectification")
     if deadline is not None and deadline_days is not None:
         raise ApiError(422, "invalid_deadline", "give either a deadline or days to rectify, not both")
-    created = _store_files(state, [followup]) if followup is not None else []
     try:
         with transaction(state.sessions) as session:
             finding = store.get_finding(session, finding_id)
@@ -468,7 +470,7 @@ def transition(
                 deadline=changes.get("deadline"),
             )
             if followup is not None:
-                image = store.add_image(session, _image_row(state, followup))
+                image = stored_image(session, state, followup)
                 event.image_id = image.id
                 event.followup = [_problem_dict(p) for p in followup.problems]
                 event.model_version = followup.model_version
@@ -490,7 +492,7 @@ def transition(
                 },
             )
     except BaseException:
-        discard_unreferenced(state, created)
+        discard_unreferenced(state, stored_shas([followup] if followup is not None else []))
         raise
 
 

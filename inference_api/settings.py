@@ -31,6 +31,15 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; SQLite for the embedded default, postgresql+psycopg://... in production.",
     )
     data_dir: Path = Field(default=Path("./var/images"), description="Where uploaded images are kept by sha256.")
+    min_free_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=0,
+        description="Free space the image store must keep; below it uploads get 507 and /readyz 503.",
+    )
+    orphan_grace_s: float = Field(
+        default=600.0, gt=0, description="Age after which an image file no row references (a crash's) is removed."
+    )
+    orphan_sweep_s: float = Field(default=3600.0, gt=0, description="How often the image store is swept for those.")
     model_path: Path | None = Field(
         default=None,
         description="Pin this ONNX detector; unset: serve the registry's promoted version, reloaded when it changes.",
@@ -68,6 +77,9 @@ class Settings(BaseSettings):
         default=4 * 1024**3, gt=0, description="Most bytes a zip may expand to (zip bombs are refused)."
     )
     max_zip_ratio: float = Field(default=100.0, gt=1, description="Largest compression ratio of one zip entry.")
+    max_active_jobs: int = Field(
+        default=4, gt=0, description="Batch jobs one API key may have queued or running; more get 429."
+    )
 
     webhook_url: str | None = Field(
         default=None, description="POSTed an HMAC-signed JSON event on new inspections and review transitions."
@@ -75,11 +87,14 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for the X-Envwatch-Signature header of webhook deliveries."
     )
-    webhook_max_attempts: int = Field(default=8, gt=0, description="Delivery attempts before giving up.")
+    webhook_max_attempts: int = Field(
+        default=8, gt=0, description="Attempts after which an event the receiver refuses (3xx/4xx) is given up."
+    )
     webhook_backoff_s: float = Field(
         default=2.0, gt=0, description="First retry delay; doubles per attempt, capped at 10 minutes."
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one delivery attempt.")
+    webhook_concurrency: int = Field(default=4, gt=0, description="Deliveries in flight at once.")
 
     exif_timezone: str = Field(
         default="Asia/Shanghai",

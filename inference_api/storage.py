@@ -2,13 +2,14 @@
 
 Content addressing stores a photo once however many inspections upload it, and makes a write
 idempotent. Files are written to a temporary name in the same directory and renamed into place,
-so a crash never leaves a half-written image under a real name; callers remove the files they
-created when the database transaction that would reference them fails.
+so a crash never leaves a half-written image under a real name. When a file may be deleted (no
+committed row references it) is decided in inference_api/orphans.py, under a database lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from model.files import write_whole
@@ -42,7 +43,26 @@ class ImageStore:
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
-    def discard(self, sha256: str) -> None:
-        """Remove a file this process just created and no committed row references."""
+    def discard(self, sha256: str) -> bool:
+        """Remove the file; only for orphans.discard_unreferenced, which holds the lock that makes it safe."""
         with contextlib.suppress(FileNotFoundError):
             self.path(sha256).unlink()
+            return True
+        return False
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the store's file system."""
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
+    def problem(self, min_free_bytes: int) -> str | None:
+        """Why new photos cannot be stored now (not writable, or less free space than `min_free_bytes`), or None."""
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return f"the image store {self.root} is not writable"
+        free = self.free_bytes()
+        if free < min_free_bytes:
+            return (
+                f"only {free / 1e6:.1f} MB free for the image store {self.root}, "
+                f"below ENVWATCH_MIN_FREE_BYTES ({min_free_bytes / 1e6:.1f} MB)"
+            )
+        return None

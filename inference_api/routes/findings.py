@@ -16,7 +16,7 @@ from pydantic import BeforeValidator
 
 from inference_api import presenters, services, store, workbook
 from inference_api.auth import Reader, Writer
-from inference_api.deps import DB_INT_MAX, AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
+from inference_api.deps import DB_INT_MAX, AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep, require_storage
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
 from inference_api.routes.inspections import _overloaded
@@ -251,7 +251,7 @@ def transition(finding_id: IdPath, body: Transition, state: StateDep, principal:
 @router.post(
     "/{finding_id}/rectification",
     response_model=FindingDetail,
-    responses=responses(*AUTH, 404, 409, 413, 422, 503),
+    responses=responses(*AUTH, 404, 409, 413, 422, 503, 507),
     summary="Report the finding rectified, optionally with a follow-up photo",
 )
 def rectify(
@@ -265,6 +265,7 @@ def rectify(
     """rectification_ordered → rectified, with the follow-up photo's own detector results in the history."""
     followup = None
     if file is not None:
+        require_storage(state)
         try:
             followup = state.pool.run(_score_followup, state, detector, file)
         except Overloaded as exc:

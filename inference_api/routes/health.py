@@ -21,18 +21,23 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health, "description": "Not ready"}})
 def readyz(state: StateDep) -> Response:
-    """Ready when the model is loaded and the database answers; 503 (with the reason) otherwise."""
+    """Ready when the model is loaded, the database answers and the image store can take photos; else 503 with why."""
     model_loaded = state.detector is not None
     database = db.ping(state.engine)
+    storage = state.images.problem(state.settings.min_free_bytes)
     problems = []
     if not model_loaded:
         problems.append(f"model not loaded: {state.detector_error or 'loading'}")
     if not database:
         problems.append("database unreachable")
+    if storage is not None:
+        problems.append(storage)
     body = Health(
         status="ok" if not problems else "unavailable",
         model_loaded=model_loaded,
         database=database,
+        storage=storage is None,
+        free_bytes=state.images.free_bytes(),
         model_version=getattr(state.detector, "version", None),
         detail="; ".join(problems) or None,
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from inference_api import presenters, services, store
 from inference_api.auth import Reader
-from inference_api.deps import IdPath, SessionDep, StateDep
+from inference_api.deps import AppState, IdPath, SessionDep, StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Image
 from inference_api.pool import Overloaded
@@ -45,11 +46,17 @@ def get_image(image_id: IdPath, session: SessionDep, _: Reader) -> ImageOut:
     },
 )
 def get_original(image_id: IdPath, session: SessionDep, state: StateDep, _: Reader) -> Response:
+    """Streamed from disk: a photo is never held whole in memory to be sent."""
     image = _image(session, image_id)
-    data = state.images.read(image.sha256)
-    kind = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else None
-    return Response(
-        data,
+    path = state.images.path(image.sha256)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise _missing(image) from None
+    kind = "image/jpeg" if head[:3] == b"\xff\xd8\xff" else "image/png" if head[:8] == b"\x89PNG\r\n\x1a\n" else None
+    return FileResponse(
+        path,
         media_type=kind or "application/octet-stream",
         headers={"ETag": f'"{image.sha256}"', **PRIVATE_FOREVER},
     )
@@ -75,9 +82,21 @@ def get_annotated(image_id: IdPath, session: SessionDep, state: StateDep, _: Rea
             boxes.append(
                 services.Drawn(p["type"], p["score"], (b["x1"], b["y1"], b["x2"], b["y2"]), p.get("extent", "box"))
             )
-    data = state.images.read(image.sha256)
-    try:
-        jpeg = state.pool.run(services.annotate, data, boxes, state.settings)
+    try:  # the photo is read on the worker: a full pool refuses before any of it is in memory
+        jpeg = state.pool.run(_draw, state, image, boxes)
     except Overloaded as exc:
         raise _overloaded(state, exc) from exc
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+def _draw(state: AppState, image: Image, boxes: list[services.Drawn]) -> bytes:
+    try:
+        data = state.images.read(image.sha256)
+    except FileNotFoundError:
+        raise _missing(image) from None
+    return services.annotate(data, boxes, state.settings)
+
+
+def _missing(image: Image) -> ApiError:
+    """A row whose file is gone (deleted by hand, a restore without the data dir): say so, not `internal`."""
+    return ApiError(500, "image_file_missing", f"the stored file of image {image.id} ({image.sha256}) is missing")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from inference_api import presenters, services, store
 from inference_api.auth import Principal, Reader, Writer
-from inference_api.deps import AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep
+from inference_api.deps import AppState, DetectorDep, IdPath, Offset, SessionDep, StateDep, require_storage
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.pool import Overloaded
 from inference_api.schemas import TILE_HELP, InspectionOut, InspectionPage, Text
@@ -63,7 +63,7 @@ def _ingest(
     summary="Upload the photos of one inspection and score them",
     responses={
         200: {"model": InspectionOut, "description": "Replay: an inspection with this client_id exists."},
-        **responses(*AUTH, 413, 422, 503),
+        **responses(*AUTH, 413, 422, 503, 507),
     },
 )
 def create_inspection(
@@ -102,6 +102,7 @@ def create_inspection(
             return presenters.inspection_out(existing)
     if len(files) > state.settings.max_files:
         raise ApiError(413, "too_many_files", f"{len(files)} files; at most {state.settings.max_files} per inspection")
+    require_storage(state)
     device = services.device_position(device_lat, device_lon, device_accuracy_m)
     meta = services.InspectionMeta(inspector, region, township, village, note, client_id or None, device)
     try:

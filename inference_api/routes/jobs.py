@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from inference_api import jobs, services
 from inference_api.auth import Admin, Reader, Writer
-from inference_api.deps import IdPath, Offset, SessionDep, StateDep
+from inference_api.deps import IdPath, Offset, SessionDep, StateDep, require_storage
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.models import Job
 from inference_api.schemas import TILE_HELP, FolderJobCreate, JobOut, Text
@@ -26,7 +26,7 @@ def _job(session: SessionDep, job_id: int) -> JobOut:
     return JobOut.model_validate(job)
 
 
-@router.post("", status_code=201, response_model=JobOut, responses=responses(*AUTH, 422))
+@router.post("", status_code=201, response_model=JobOut, responses=responses(*AUTH, 422, 429, 507))
 def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDep, principal: Admin) -> JobOut:
     """Score every image under a server folder; only inside `ENVWATCH_JOBS_ROOT`, and only for admins."""
     root = state.settings.jobs_root
@@ -41,6 +41,7 @@ def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDe
         raise ApiError(422, "not_a_folder", f"{body.folder} cannot be opened: {exc.strerror or exc}") from None
     if not is_folder:
         raise ApiError(422, "not_a_folder", f"{body.folder} is not a folder")
+    require_storage(state)
     meta = services.InspectionMeta(body.inspector, body.region, body.township, body.village, body.note)
     source = path_text(folder.relative_to(root.resolve()))  # readers need not learn the server's layout
     job_id = jobs.create_job(
@@ -49,7 +50,7 @@ def create_folder_job(body: FolderJobCreate, state: StateDep, session: SessionDe
     return _job(session, job_id)
 
 
-@router.post("/zip", status_code=201, response_model=JobOut, responses=responses(*AUTH, 413, 422))
+@router.post("/zip", status_code=201, response_model=JobOut, responses=responses(*AUTH, 413, 422, 429, 507))
 def create_zip_job(
     state: StateDep,
     session: SessionDep,
@@ -64,6 +65,7 @@ def create_zip_job(
     tile: Annotated[TileMode, Form(description=TILE_HELP)] = "auto",
 ) -> JobOut:
     """Extract the zip safely (traversal, links and zip bombs refused) and score its images in the background."""
+    require_storage(state)  # the zip is extracted beside the image store
     meta = services.InspectionMeta(inspector, region, township, village, note)
     name = services.clean_filename(archive.filename or "upload.zip")
     job_id = jobs.create_zip_job(state, principal, archive.file, name, meta, conf, tile)

@@ -138,7 +138,7 @@ def export_label_studio(
     return JSONResponse(to_tasks(images, lambda i: f"{image_prefix}images/{i.split}/{i.file}"))
 
 
-@router.post("/import/label-studio", response_model=LabelImport, responses=responses(*AUTH, 413, 422))
+@router.post("/import/label-studio", response_model=LabelImport, responses=responses(*AUTH, 409, 413, 422))
 def import_label_studio(
     state: StateDep,
     principal: Writer,

@@ -11,11 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -161,3 +163,20 @@ def with_exif(source: Path, lat: float, lon: float, alt: float, taken: str, orie
 
 
 Upload = Callable[..., httpx.Response]
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run `calls` on threads released together by a barrier (to provoke races); their results, in order."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        start.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -9,12 +9,13 @@ import stat
 import time
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from service_helpers import Server
+from service_helpers import Server, at_once
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +304,32 @@ def test_job_resumes_after_a_crash_and_scores_nothing_twice(
         assert sorted(result["findings"]) == sorted(f["id"] for f in per_image[result["image"]["id"]])
     restarted.stop()
     server.start()
+
+
+def test_a_key_may_have_only_so_many_jobs_queued_even_when_it_sends_them_at_once(
+    make_server: Callable[..., Server], fire_photos: list[Path]
+) -> None:
+    """Four zips at once from a key allowed two: two are queued, two get 429 with Retry-After and leave
+    nothing extracted; another key is not held back, and a finished (cancelled) job makes room."""
+    server = make_server({"ENVWATCH_MAX_ACTIVE_JOBS": "2", "ENVWATCH_RETRY_AFTER_S": "9"})
+    busy, other = server.new_key("inspector", "busy-inspector"), server.new_key("inspector", "other-inspector")
+    archive = zip_of({f"p{i}.jpg": data for i, data in enumerate(big_jpegs(fire_photos, 8))})
+    files = {"archive": ("many.zip", archive, "application/zip")}
+    clients = [server.client(busy) for _ in range(4)]
+    try:
+        answers = at_once(*(partial(client.post, "/v1/jobs/zip", files=files) for client in clients))
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(a.status_code for a in answers) == [201, 201, 429, 429], [a.text for a in answers]
+    for refused in (a for a in answers if a.status_code == 429):
+        assert refused.json()["error"]["code"] == "too_many_jobs" and refused.headers["Retry-After"] == "9"
+    extracted = [p for p in (server.data_dir.parent / "jobs").iterdir() if p.is_dir()]
+    assert len(extracted) == 2, "refused zips leave no extracted files"
+    with server.client(other) as client:
+        assert client.post("/v1/jobs/zip", files=files).status_code == 201
+    with server.client(busy) as client:
+        assert client.post("/v1/jobs/zip", files=files).status_code == 429
+        first = next(a for a in answers if a.status_code == 201).json()["id"]
+        assert client.post(f"/v1/jobs/{first}/cancel").status_code == 200
+        assert client.post("/v1/jobs/zip", files=files).status_code == 201

@@ -6,12 +6,13 @@ import io
 import json
 import zipfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from service_helpers import Server, Upload
+from service_helpers import Server, Upload, at_once
 
 LOW_CONF = "0.001"
 
@@ -172,3 +173,35 @@ def test_summary_counts_per_type(server: Server, integration_key: str, seeded: d
     exported = Counter(b["type"] for i in provenance["images"] for b in i["boxes"])
     assert exported["clutter_pile"] >= 1 and by_type["clutter_pile"]["name_zh"] == "乱堆乱放"
     assert {t: c["positives"] for t, c in by_type.items() if c["positives"]} == dict(exported)
+
+
+def test_concurrent_edits_never_combine_into_a_pair_the_api_refuses(
+    server: Server, inspector_key: str, seeded: dict
+) -> None:
+    """PATCH type=exposed_garbage and PATCH label=smoke at once: each is valid alone, together they would make
+    an exposed_garbage box trained as smoke. One wins; the other is 409 `concurrent_change` or, when it comes
+    after, judged against the new type (422)."""
+    from model.taxonomy import trainable_labels
+
+    image = seeded["files"][0]["image"]
+    outcomes: Counter[tuple[int, int]] = Counter()
+    impossible = []
+    with server.client(inspector_key) as client:
+        for _ in range(30):
+            made = client.post(
+                "/v1/labels", json={"image_id": image["id"], "type": "burning", "box": box(1, 1, 40, 40)}
+            )
+            label_id = made.json()["id"]
+            with server.client(inspector_key) as one, server.client(inspector_key) as other:
+                typed, labelled = at_once(
+                    partial(one.patch, f"/v1/labels/{label_id}", json={"type": "exposed_garbage"}),
+                    partial(other.patch, f"/v1/labels/{label_id}", json={"label": "smoke"}),
+                )
+            answers = {"type": typed.status_code, "label": labelled.status_code}
+            outcomes[(answers["type"], answers["label"])] += 1
+            final = client.get(f"/v1/labels/{label_id}").json()
+            if final["label"] not in trainable_labels(final["type"]):
+                impossible.append((label_id, final["type"], final["label"], answers))
+            client.delete(f"/v1/labels/{label_id}")  # out of the later tests' way
+    assert not impossible, f"{len(impossible)} of 30 labels ended as a pair the API refuses: {impossible[:3]}"
+    assert set(outcomes) <= {(200, 200), (200, 409), (409, 200), (200, 422)}, outcomes

@@ -76,6 +76,8 @@ def test_api_and_its_documentation_are_unchanged(server: Server) -> None:
             "status": "ok",
             "model_loaded": None,
             "database": None,
+            "storage": None,
+            "free_bytes": None,
             "model_version": None,
             "detail": None,
         }

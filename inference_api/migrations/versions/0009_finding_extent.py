@@ -4,7 +4,7 @@ A v4 model's photo classifier can raise a problem with no box (model/fusion.py);
 is then the whole photo, and `extent` says so, so no one reads it as a located object.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
