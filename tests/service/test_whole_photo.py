@@ -48,7 +48,7 @@ def test_ledger_csv_and_geojson_carry_the_extent(server: Server, integration_key
     finding = uploaded["finding"]
     with server.client(integration_key) as client:
         detail = client.get(f"/v1/findings/{finding['id']}").json()
-        rows = list(csv.DictReader(io.StringIO(client.get("/v1/findings.csv").text)))
+        rows = list(csv.DictReader(io.StringIO(client.get("/v1/findings.csv").content.decode("utf-8-sig"))))
         geo = client.get("/v1/findings.geojson").json()
     assert detail["extent"] == "photo"
     (row,) = [r for r in rows if r["id"] == str(finding["id"])]
