@@ -47,6 +47,7 @@ from model.runtime import Detector, letterbox
 from training.cache import cache_dir
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
 from training.export import write_metadata
+from training.metrics import image_rates
 
 BACKBONE = "efficientnet-lite0"
 SCENE_SIZE = 224
@@ -340,20 +341,6 @@ def fit_heads(
     return Heads(tuple(types), np.stack(weight), np.array(bias, dtype=np.float32), chosen), record
 
 
-def rates(flagged: np.ndarray, positive: np.ndarray) -> dict:
-    """Recall and false-alarm rate with their counts (None where there is nothing to count)."""
-    positives, negatives = int(positive.sum()), int((~positive).sum())
-    hits, alarms = int((flagged & positive).sum()), int((flagged & ~positive).sum())
-    return {
-        "recall": hits / positives if positives else None,
-        "false_alarm_rate": alarms / negatives if negatives else None,
-        "positives": positives,
-        "negatives": negatives,
-        "flagged_positives": hits,
-        "flagged_negatives": alarms,
-    }
-
-
 def leave_one_source_out(photos: Sequence[Photo], features: np.ndarray, l2: Mapping[str, float]) -> dict:
     """Per source: heads fitted on the other sources' train photos, scored on every photo of that source.
 
@@ -370,7 +357,7 @@ def leave_one_source_out(photos: Sequence[Photo], features: np.ndarray, l2: Mapp
             positive = labels[held, column] > 0
             w, b = fit_logistic(features[train], labels[train][:, [column]], l2[problem])
             scores = 1.0 / (1.0 + np.exp(-(features[held] @ w[0] + b[0])))
-            per_type[problem] = {"ap": average_precision(scores, positive), **rates(scores >= 0.5, positive)}
+            per_type[problem] = {"ap": average_precision(scores, positive), **image_rates(positive, scores >= 0.5)}
         result[source] = {"photos": int(held.sum()), "types": per_type}
     return result
 
@@ -557,7 +544,7 @@ def photo_metrics(results: Sequence[PhotoResult], rules: Mapping[str, FusionRule
         }
         if threshold is not None:
             views["classifier"] = np.array([r.scene.get(problem, 0.0) >= threshold for r in results])
-        metrics[problem] = {view: rates(flags[measured], positive[measured]) for view, flags in views.items()}
+        metrics[problem] = {view: image_rates(positive[measured], flags[measured]) for view, flags in views.items()}
     return metrics
 
 

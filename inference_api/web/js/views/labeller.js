@@ -15,7 +15,7 @@ import { formatTime, problemTypes, t, typeName, typeNames } from "../i18n.js";
 import { href } from "../router.js";
 import { canWrite } from "../session.js";
 import { errorBox } from "./common.js";
-import { overlayScale } from "./photo.js";
+import { overlayScale, tagWidth } from "./photo.js";
 
 const CORNERS = ["nw", "ne", "sw", "se"];
 const COORDS = ["x1", "y1", "x2", "y2"];
@@ -43,11 +43,6 @@ export function boxText(box) {
 
 function sameBox(a, b) {
   return Boolean(a && b) && COORDS.every((k) => a[k] === b[k]);
-}
-
-/** Width of a tag holding `text` at font `size` (CJK characters are about square, others narrower). */
-function tagWidth(text, size) {
-  return size * (0.6 + [...text].reduce((sum, ch) => sum + (/[\u2e80-\uffef]/.test(ch) ? 1 : 0.62), 0));
 }
 
 /**

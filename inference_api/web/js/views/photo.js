@@ -16,6 +16,11 @@ export function overlayScale(width, height) {
   };
 }
 
+/** Width of a tag holding `text` at font `size` (CJK characters are about square, others narrower). */
+export function tagWidth(text, size) {
+  return size * (0.6 + [...text].reduce((sum, ch) => sum + (/[\u2e80-\uffef]/.test(ch) ? 1 : 0.62), 0));
+}
+
 /** One problem's <g>: its box (or the photo's inner edge for a whole-photo one), a numbered tag and a title. */
 function drawn(p, i, width, height, stroke, size) {
   const whole = p.extent === "photo";
@@ -26,7 +31,7 @@ function drawn(p, i, width, height, stroke, size) {
     "g",
     { class: `box t-${p.type}${whole ? " whole" : ""}` },
     s("rect", { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1, "stroke-width": stroke, ...(whole ? { "stroke-dasharray": `${stroke * 4} ${stroke * 2}` } : {}) }),
-    s("rect", { class: "tag", x: b.x1, y: tagY, width: size * (whole ? 0.6 * text.length : 4.2), height: size * 1.3 }),
+    s("rect", { class: "tag", x: b.x1, y: tagY, width: whole ? tagWidth(text, size) : size * 4.2, height: size * 1.3 }),
     s("text", { x: b.x1 + size * 0.25, y: tagY + size, "font-size": size }, text),
     s("title", {}, `${typeName(p.type)} ${formatScore(p.score)}${whole ? ` (${t("extentPhoto")})` : ""}`),
   );
