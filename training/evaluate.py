@@ -45,9 +45,10 @@ import csv
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import yaml
@@ -64,6 +65,7 @@ from training.dataset import DEFAULT_RECIPE, read_yolo_labels
 from training.metrics import ap_per_iou, best_f1_threshold, image_rates, match_greedy
 from training.review_merge import RECORD
 
+T = TypeVar("T")
 EVAL_CONF = 0.001
 LOAD_BATCH = 32
 PROBLEMS = tuple(p.key for p in PROBLEM_TYPES)
@@ -195,20 +197,25 @@ def ground_truth(label_file: Path, width: int, height: int, names: Sequence[str]
     return xyxy, tuple(names[b[0]] for b in boxes)
 
 
-def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
-    """At most `limit` images per source, evenly spaced over its sorted names.
+def evenly_spaced(items: Sequence[T], limit: int, key: Callable[[T], Hashable]) -> list[T]:
+    """At most `limit` items per `key`, evenly spaced over each group in the order given.
 
     Evenly spaced rather than the first `limit` because names sort video frames together: a quick
     run should still see every scene of a source, not one clip.
     """
-    by_source: dict[str, list[Path]] = {}
-    for path in paths:
-        by_source.setdefault(source_of(path.stem), []).append(path)
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
     picked = []
-    for group in by_source.values():
+    for group in groups.values():
         step = max(len(group) / limit, 1.0)
         picked += [group[int(i * step)] for i in range(min(limit, len(group)))]
-    return sorted(picked)
+    return picked
+
+
+def per_source_subset(paths: Sequence[Path], limit: int) -> list[Path]:
+    """At most `limit` images per source, evenly spaced over its sorted names."""
+    return sorted(evenly_spaced(paths, limit, lambda path: source_of(path.stem)))
 
 
 def run_split(

@@ -46,6 +46,7 @@ from model.problems import problems_from
 from model.runtime import Detector, letterbox
 from training.cache import cache_dir
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
+from training.evaluate import evenly_spaced
 from training.export import write_metadata
 from training.metrics import image_rates
 
@@ -105,16 +106,7 @@ def read_photos(data: Path, splits: Iterable[str] | None = None, limit: int | No
         for row in rows
         if wanted is None or row["split"] in wanted
     ]
-    if limit is None:
-        return photos
-    groups: dict[tuple[str, str], list[Photo]] = {}
-    for photo in photos:
-        groups.setdefault((photo.source, photo.split), []).append(photo)
-    picked = []
-    for group in groups.values():
-        step = max(len(group) / limit, 1.0)
-        picked += [group[int(i * step)] for i in range(min(limit, len(group)))]
-    return picked
+    return photos if limit is None else evenly_spaced(photos, limit, lambda photo: (photo.source, photo.split))
 
 
 def load_backbone(name: str = BACKBONE) -> nn.Module:
