@@ -60,7 +60,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=None)
     parser.add_argument("--resume", action="store_true", help="continue the run's last.pt")
     parser.add_argument(
-        "--init", type=Path, help="fine-tune from an earlier envwatch checkpoint (best.pt) instead of COCO"
+        "--init",
+        type=Path,
+        help="fine-tune from an earlier envwatch checkpoint (best.pt), or a shipped detector ONNX, instead of COCO",
     )
     parser.add_argument(
         "--include-reviews",

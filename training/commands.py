@@ -36,10 +36,21 @@ def train(args: argparse.Namespace) -> int:
         print(f"no dataset at {args.data}: run `envwatch dataset build` first")
         return 2
     if args.init is not None and not args.init.is_file():
-        print(f"no checkpoint at {args.init}: --init takes an earlier run's best.pt")
+        print(f"no checkpoint at {args.init}: --init takes an earlier run's best.pt or a version's ONNX")
         return 2
     started = time.monotonic()
     project = args.project or cache_dir() / "runs"  # outside the work tree: a long run outlives the checkout
+    init = args.init
+    if init is not None and init.suffix == ".onnx":  # a version whose .pt was lost: rebuilt from its graph
+        from training.recover import calibration_photos, write_checkpoint
+
+        try:
+            photos = calibration_photos(args.data)
+            init = write_checkpoint(args.init, project / args.name / "init.pt", photos)
+        except ValueError as exc:
+            print(exc)
+            return 2
+        print(f"rebuilt {args.init.name} as {init} (BatchNorm statistics from {len(photos)} training photos)")
     data, fraction = args.data, args.fraction
     if args.include_reviews is not None:  # docs/reviews.md; --fraction then trims only the shared photos
         from training.review_merge import merge
@@ -60,7 +71,7 @@ def train(args: argparse.Namespace) -> int:
         cache=args.cache,
         pretrained=args.pretrained,
         resume=args.resume,
-        init=args.init,
+        init=init,
     )
     try:
         best = run_training(config)

@@ -55,6 +55,16 @@ warm-up epoch instead of three: the weights are already good, so a full-size fir
 undo part of what the earlier version learned."""
 
 
+def closing_epochs(config: TrainConfig) -> int:
+    """Epochs at the end without mosaic: an eighth of the run, or the last one of a run timed by `hours`.
+
+    Ultralytics counts them back from the epoch count it re-plans to fit `hours` (known only after
+    the first epoch), so an eighth of `epochs` would be too many: a 6-epoch run would close mosaic
+    after its first epoch.
+    """
+    return 1 if config.hours is not None else max(1, config.epochs // 8)
+
+
 class EnvwatchTrainer(DetectionTrainer):
     """Builds the partial-label model, seeds it from the COCO checkpoint, reads ignore regions."""
 
@@ -114,7 +124,7 @@ def train(config: TrainConfig) -> Path:
             deterministic=True,
             plots=False,
             amp=config.device != "cpu",
-            close_mosaic=max(1, config.epochs // 8),
+            close_mosaic=closing_epochs(config),
             augmentations=inspection_photo_augmentations(),
             verbose=True,
         )
