@@ -27,6 +27,7 @@ from inference_api.errors import ApiError
 from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, utcnow
 from inference_api.schemas import FileError, Status
 from inference_api.settings import Settings
+from inference_api.storage import ImageStore
 
 if TYPE_CHECKING:
     from model.images import LoadedImage
@@ -216,15 +217,27 @@ def _decode(upload: Upload, detector: Detector, settings: Settings) -> tuple[Ana
     return item, loaded
 
 
-def stored_image(session: Session, state: AppState, item: Analysed) -> Image:
+def stored_image(session: Session, images: ImageStore, item: Analysed) -> Image:
     """The image row of `item` (inserted, or the one already there), with its file on disk.
 
     The file is written after the row's insert holds the sha256, never before: from then on no
     clean-up can delete it (orphans.py), and a file a clean-up removed just before is written again.
     """
-    image = store.add_image(session, _image_row(state, item))
-    state.images.put(item.sha256, item.data)
+    image = store.add_image(session, _image_row(images, item))
+    images.put(item.sha256, item.data)
     return image
+
+
+def store_images(session: Session, images: ImageStore, analysed: list[Analysed]) -> None:
+    """Insert the image rows of one upload first, in sha256 order.
+
+    An insert holds its sha256 until the transaction ends. Two uploads holding the same new photos
+    in opposite order would each insert one and then wait for the other's: a deadlock, which
+    PostgreSQL resolves by failing one upload. In one global order the later upload waits at the
+    first photo they share, holding none the earlier one still needs.
+    """
+    for item in sorted({i.sha256: i for i in analysed if i.ok}.values(), key=lambda i: i.sha256):
+        stored_image(session, images, item)
 
 
 def discard_unreferenced(state: AppState, shas: list[str]) -> None:
@@ -237,11 +250,11 @@ def stored_shas(analysed: list[Analysed]) -> list[str]:
     return [item.sha256 for item in analysed if item.ok]
 
 
-def _image_row(state: AppState, item: Analysed) -> Image:
+def _image_row(images: ImageStore, item: Analysed) -> Image:
     gps = item.gps or {}
     return Image(
         sha256=item.sha256,
-        path=state.images.relative_path(item.sha256),
+        path=images.relative_path(item.sha256),
         bytes=len(item.data),
         width=item.width,
         height=item.height,
@@ -304,7 +317,7 @@ def add_file_rows(
             )
         )
         return []
-    image = stored_image(session, state, item)
+    image = stored_image(session, state.images, item)
     session.add(
         InspectionFile(
             inspection_id=inspection_id,
@@ -399,6 +412,7 @@ def persist_inspection(
     try:
         with transaction(state.sessions) as session:
             now = utcnow()
+            store_images(session, state.images, analysed)
             inspection = meta.new_inspection(principal.name, now)
             session.add(inspection)
             session.flush()
@@ -470,7 +484,7 @@ def transition(
                 deadline=changes.get("deadline"),
             )
             if followup is not None:
-                image = stored_image(session, state, followup)
+                image = stored_image(session, state.images, followup)
                 event.image_id = image.id
                 event.followup = [_problem_dict(p) for p in followup.problems]
                 event.model_version = followup.model_version
