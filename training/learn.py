@@ -103,10 +103,15 @@ def plan(labels: Sequence[PhotoLabel], already: set[str]) -> Plan:
         for sha in sorted(shas & result.no.get(t, set()))
     ]
     if conflicts:
+        listed = "; ".join(
+            f"photo {c['sha256'][:12]} for {c['type']}: shows it ({', '.join(c['yes'])}), "
+            f"does not ({', '.join(c['no'])})"
+            for c in conflicts[:10]
+        )
         raise LearnError(
             "contradictory_labels",
-            f"{len(conflicts)} photo(s) are labelled both as showing and as not showing a type: delete one of each "
-            "pair (listed in detail) and learn again",
+            f"{len(conflicts)} photo(s) are labelled both as showing and as not showing a type: {listed}"
+            f"{'; ...' if len(conflicts) > 10 else ''}. Delete one of each pair and learn again",
             {"conflicts": conflicts},
         )
     for t in sorted(result.yes.keys() | result.no.keys()):

@@ -345,8 +345,50 @@ def rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def learn(args: argparse.Namespace) -> int:
+    """Learn new types from the service's photo labels (its database and images, `ENVWATCH_*` settings).
+
+    Torch-free, on the server: the same code as `POST /v1/models/learn` (inference_api/photo_labels.py).
+    """
+    from inference_api.db import make_engine, make_sessionmaker
+    from inference_api.photo_labels import learn_from
+    from inference_api.settings import Settings
+    from training.learn import LearnBusy
+
+    settings = Settings()
+    if args.registry is not None:
+        settings = settings.model_copy(update={"model_registry": args.registry})
+    engine = make_engine(settings.database_url)
+    try:
+        report = learn_from(make_sessionmaker(engine), settings, getpass.getuser(), args.version)
+    except LearnBusy as exc:
+        raise RegistryError(str(exc)) from None
+    finally:
+        engine.dispose()
+    for t in report["types"]:
+        print(
+            f"{t['type']}: {t['positives']} photos showing it, {t['negatives']} not; threshold {t['threshold']:.3f}; "
+            f"CV recall {t['cv_recall']:.3f} ({t['cv_flagged_positives']}/{t['positives']}), "
+            f"CV false alarms {t['cv_false_alarms']:.3f} ({t['cv_flagged_negatives']}/{t['negatives']})"
+        )
+    for t, why in report["skipped"].items():
+        print(f"{t}: not learned: {why}")
+    print(
+        f"registered {report['version']} (base {report['base']}; not promoted: `envwatch models promote "
+        f"{report['version']}`)"
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
-    handlers = {"list": list_versions, "add": add, "evaluate": evaluate, "promote": promote, "rollback": rollback}
+    handlers = {
+        "list": list_versions,
+        "add": add,
+        "evaluate": evaluate,
+        "promote": promote,
+        "rollback": rollback,
+        "learn": learn,
+    }
     try:
         return handlers[args.action](args)
     except (RegistryError, OSError, ValueError) as exc:
