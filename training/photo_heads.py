@@ -28,6 +28,8 @@ FOLDS = 5
 MAX_FALSE_ALARMS = 0.10
 """The share of out-of-fold negatives the chosen threshold may flag: the issue's aim for a new type."""
 STEPS = 25
+BIAS_PENALTY = 1e-9
+"""The bias is not regularised; this much keeps the Newton system invertible."""
 
 
 def fit_logistic(
@@ -36,7 +38,9 @@ def fit_logistic(
     """One head: weight (D,) and bias for raw features, minimising the balanced log loss + l2·|w|² (Newton).
 
     The loss is training/scene.py's (BCE with positives weighted by negatives / positives, at least
-    1; L2 on the standardised weights, not the bias), so both fit the same model.
+    1; L2 on the standardised weights, not the bias), so both fit the same model. With fewer photos
+    than features (the usual case here) each Newton step is solved in photo space, which is exact
+    and takes milliseconds instead of a 1,281 × 1,281 solve.
     """
     y = labels.astype(np.float64)
     mean, std = features.mean(0), features.std(0) + 1e-6
@@ -44,13 +48,20 @@ def fit_logistic(
     positives = max(y.sum(), 1.0)
     weight_of = np.where(y > 0, max((len(y) - positives) / positives, 1.0), 1.0) / len(y)
     penalty = np.full(x.shape[1], 2 * l2)
-    penalty[-1] = 0.0
+    penalty[-1] = BIAS_PENALTY
+    few = len(y) < x.shape[1]
+    gram = (x / penalty) @ x.T if few else None  # X P⁻¹ Xᵀ, for the Newton step in photo space (Woodbury)
     theta = np.zeros(x.shape[1])
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-(x @ theta)))
+        d = weight_of * p * (1 - p)
         gradient = x.T @ (weight_of * (p - y)) + penalty * theta
-        hessian = (x.T * (weight_of * p * (1 - p))) @ x + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
+        if gram is not None:  # (XᵀDX + P)⁻¹g = P⁻¹g − P⁻¹Xᵀ(I + D·XP⁻¹Xᵀ)⁻¹ D X P⁻¹g: an n×n solve, not D×D
+            scaled = gradient / penalty
+            inner = np.linalg.solve(np.eye(len(y)) + d[:, None] * gram, d * (x @ scaled))
+            step = scaled - (x.T @ inner) / penalty
+        else:
+            step = np.linalg.solve((x.T * d) @ x + np.diag(penalty), gradient)
         theta -= step
         if np.abs(step).max() < 1e-6:
             break
