@@ -16,7 +16,7 @@ and measured on photos never drawn and never used to choose anything:
 Not a test: it prints a table (docs in the issue note). Features are cached under the cache
 folder (training/cache.py) by photo content and backbone, so a second run takes seconds.
 
-    python benchmarks/learning_curve.py --data build/dataset --draws 5
+    python benchmarks/learning_curve.py --data build/dataset --draws 5 [--negatives lookalikes]
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ SIZES = (5, 10, 20, 40, 50, 100)
 """Photo labels per head, half showing the type (rounded up); 40 is the issue's 20 + 20."""
 FAMILY = {"burning": {"burning"}, "exposed_garbage": {"exposed_garbage", "overflowing_garbage"}}
 """A photo is a negative only if it shows nothing of the type's family (training/scene.py's `negative_for`)."""
+LOOKALIKES = {"burning": "fire-scenes-cair", "exposed_garbage": "garbage-cn"}
+"""`--negatives lookalikes`: where the negatives come from instead of the whole train split: the train half of the
+test photos' own source (sunsets, lamps, night lights; bins and streets with no garbage), as inspectors labelling
+the photos "label next" shows them would give. Never the test photos themselves (other split)."""
 
 
 def read(data: Path) -> list[dict]:
@@ -50,11 +54,15 @@ def shows(row: dict, kinds: set[str]) -> bool:
     return any(row[k] == "1" for k in kinds)
 
 
-def pool(rows: list[dict], problem: str, size: int, rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
+def pool(
+    rows: list[dict], problem: str, size: int, rng: np.random.Generator, lookalikes: bool
+) -> tuple[list[dict], np.ndarray]:
     """Up to `size` positive and `size` negative train photos for `problem`, drawn once: the labels come from here."""
     train = [r for r in rows if r["split"] == "train"]
     positive = [r for r in train if r[problem] == "1"]
-    negative = [r for r in train if not shows(r, FAMILY[problem])]
+    negative = [
+        r for r in train if not shows(r, FAMILY[problem]) and (not lookalikes or r["source"] == LOOKALIKES[problem])
+    ]
     chosen_pos = [positive[i] for i in rng.permutation(len(positive))[:size]]
     chosen_neg = [negative[i] for i in rng.permutation(len(negative))[:size]]
     return chosen_pos + chosen_neg, np.array([1] * len(chosen_pos) + [0] * len(chosen_neg), dtype=np.float32)
@@ -92,14 +100,21 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--pool", type=int, default=250, help="train photos per side the draws come from")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--negatives", choices=("random", "lookalikes"), default="random", help="where negative labels come from"
+    )
     args = parser.parse_args()
 
     rows = read(args.data)
     back = open_backbone(args.model or promoted_model(), cache_dir() / "photo-features")
-    print(f"backbone {back.identity} of {args.model or promoted_model()}; {args.draws} draws per size", flush=True)
+    print(
+        f"backbone {back.identity} of {args.model or promoted_model()}; {args.draws} draws per size; "
+        f"negatives: {args.negatives}",
+        flush=True,
+    )
     rng = np.random.default_rng(args.seed)
     for problem in FAMILY:
-        photos, labels = pool(rows, problem, args.pool, rng)
+        photos, labels = pool(rows, problem, args.pool, rng, args.negatives == "lookalikes")
         started = time.perf_counter()
         x = back.features.features([Path(r["path"]) for r in photos], desc=f"pool {problem}")
         tests = {
@@ -113,10 +128,12 @@ def main() -> int:
         print("|---" * (5 + 2 * len(names)) + "|")
         positive_idx, negative_idx = np.flatnonzero(labels > 0), np.flatnonzero(labels == 0)
         verdict = ""
-        for size in (*SIZES, 2 * args.pool):
+        for size in (*SIZES, len(labels)):
             n_pos, n_neg = (size + 1) // 2, size // 2
+            if size == len(labels):
+                n_pos, n_neg = len(positive_idx), len(negative_idx)
             results, seconds = [], []
-            for _ in range(args.draws if size < 2 * args.pool else 1):
+            for _ in range(args.draws if size < len(labels) else 1):
                 chosen = np.concatenate(
                     [rng.choice(positive_idx, n_pos, replace=False), rng.choice(negative_idx, n_neg, replace=False)]
                 )
@@ -132,7 +149,7 @@ def main() -> int:
             cells = " | ".join(
                 f"{m:.3f} ± {s:.3f}" if not np.isnan(m) else "–" for m, s in zip(mean, spread, strict=True)
             )
-            label = f"{size} ({n_pos}+{n_neg})" if size < 2 * args.pool else f"{size} (whole pool)"
+            label = f"{size} ({n_pos}+{n_neg})" if size < len(labels) else f"{size} (whole pool, {n_pos}+{n_neg})"
             print(f"| {label} | {len(results)} | {np.mean(seconds):.2f} | {cells} |", flush=True)
             if size == 40:
                 first = tests[names[0]]

@@ -133,21 +133,37 @@ def learn_from(sessions: sessionmaker[Session], settings: Settings, by: str, ver
     return learning.learn(registry, answers, learning.feature_root(settings.data_dir), by, version)
 
 
+def refuse_if_pinned(settings: Settings) -> None:
+    """Learning and promotion work on the registry; a service pinned to one file (`ENVWATCH_MODEL_PATH`) serves
+    none of it, so changing the registry from its API would change what another service serves, unseen here."""
+    if settings.model_path is not None:
+        raise ApiError(
+            409,
+            "model_pinned",
+            f"this service serves the pinned file {settings.model_path} (ENVWATCH_MODEL_PATH), not the registry: "
+            "learning, promotion and rollback need a service that follows the registry",
+        )
+
+
 def learn(state: AppState, principal: Principal, version: str | None) -> dict:
     """`learn_from` for a request: refusals as API errors."""
+    refuse_if_pinned(state.settings)
     try:
         return learn_from(state.sessions, state.settings, principal.name, version)
     except learning.LearnBusy as exc:
         raise ApiError(409, "learn_running", str(exc)) from None
     except learning.LearnError as exc:
         raise ApiError(422, exc.code, str(exc)) from None
+    except RegistryError as exc:  # a version name that cannot be a folder, or no version promoted
+        raise ApiError(422, "invalid_version", str(exc)) from None
 
 
-def uncertain(state: AppState, type_: str, limit: int) -> UncertainPage:
+def uncertain(state: AppState, model: Path, type_: str, limit: int) -> UncertainPage:
     """Unlabelled stored photos whose score for `type_` is nearest 0.5, under a head fitted on the answers so far.
 
-    The head is provisional (fitted now, on every answer for the type, balanced), so the list
-    follows each new label; 0.5 is its boundary. The most recent `UNCERTAIN_POOL` photos are scored.
+    The head is provisional (fitted now, on every answer for the type, balanced, on the backbone of
+    `model`, the serving file), so the list follows each new label; 0.5 is its boundary. The most
+    recent `UNCERTAIN_POOL` photos are scored.
     """
     with state.sessions() as session:
         answers = [a for a in _unique_answers(gathered(session, state.images)) if a.type == type_]
@@ -162,7 +178,10 @@ def uncertain(state: AppState, type_: str, limit: int) -> UncertainPage:
             "too_few_labels",
             f"{type_}: {yes} photo(s) labelled showing it and {no} not; ranking needs at least {MIN_TO_RANK} of each",
         )
-    back = _backbone(state)
+    try:
+        back = learning.open_backbone(model, learning.feature_root(state.settings.data_dir))
+    except learning.LearnError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
     x = back.features.features([a.path for a in answers], desc="features labelled")
     weight, bias = fit_logistic(x, np.array([a.shows for a in answers], dtype=np.float32))
     candidates = back.features.features([state.images.path(sha) for _, sha in pool], desc="features pool")
@@ -186,13 +205,3 @@ def _unique_answers(answers: list[learning.PhotoLabel]) -> list[learning.PhotoLa
         votes.setdefault(key, set()).add(answer.shows)
         first.setdefault(key, answer)
     return [first[key] for key, seen in votes.items() if len(seen) == 1]
-
-
-def _backbone(state: AppState) -> learning.Backbone:
-    try:
-        path: Path = _registry(state).promoted_path()
-        return learning.open_backbone(path, learning.feature_root(state.settings.data_dir))
-    except RegistryError as exc:
-        raise ApiError(422, "no_model", str(exc)) from None
-    except learning.LearnError as exc:
-        raise ApiError(422, exc.code, str(exc)) from None

@@ -56,7 +56,8 @@ def learn(body: LearnIn, state: StateDep, principal: Admin) -> LearnOut:
 
     The version is registered, not promoted: read the cross-validated recall and false alarms per type,
     then promote it (`POST /v1/models/promote`). 422 `too_few_labels`, `contradictory_labels`,
-    `no_backbone`; 409 `learn_running` while another learn runs. A refused or failed learn writes nothing.
+    `no_backbone`, `invalid_version`; 409 `learn_running` while another learn runs, `model_pinned` on a service
+    pinned to one file (`ENVWATCH_MODEL_PATH`). A refused or failed learn writes nothing.
     """
     return LearnOut(**photo_labels.learn(state, principal, body.version))
 
@@ -64,6 +65,7 @@ def learn(body: LearnIn, state: StateDep, principal: Admin) -> LearnOut:
 def _changed(request: Request, change: str, version: str | None, by: str) -> ModelsOut:
     """Promote `version` (or roll back) in the service's registry, checked to load first, and serve it at once."""
     watcher: ModelWatcher = request.app.state.model_watcher
+    photo_labels.refuse_if_pinned(watcher.state.settings)
     registry = Registry(watcher.state.settings.model_registry)
     if version is not None and version not in registry.versions:
         raise ApiError(404, "not_found", f"no model version {version!r} (known: {', '.join(registry.versions)})")
@@ -84,7 +86,10 @@ def _changed(request: Request, change: str, version: str | None, by: str) -> Mod
 
 @router.post("/promote", response_model=ModelsOut, responses=responses(*AUTH, 404, 409, 422))
 def promote(body: PromoteIn, request: Request, principal: Admin) -> ModelsOut:
-    """Serve a registered version (as `envwatch models promote`); the service switches at once."""
+    """Serve a registered version (as `envwatch models promote`); the service switches at once.
+
+    409 `promote_refused` (already promoted, or the file does not load: nothing changes), `model_pinned`.
+    """
     return _changed(request, "promote", body.version, principal.name)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from inference_api import photo_labels, presenters
 from inference_api.auth import Reader, Writer
-from inference_api.deps import DB_INT_MAX, IdPath, Offset, SessionDep, StateDep
+from inference_api.deps import DB_INT_MAX, DetectorDep, IdPath, Offset, SessionDep, StateDep
 from inference_api.errors import AUTH, responses
 from inference_api.schemas import PhotoLabelCreate, PhotoLabelOut, PhotoLabelPage, ProblemTypeKey, UncertainPage
 
@@ -36,19 +36,21 @@ def list_photo_labels(
     return PhotoLabelPage(total=total, limit=limit, offset=offset, items=[presenters.photo_label_out(r) for r in rows])
 
 
-@router.get("/uncertain", response_model=UncertainPage, responses=responses(*AUTH, 422))
+@router.get("/uncertain", response_model=UncertainPage, responses=responses(*AUTH, 422, 503))
 def uncertain_photos(
     state: StateDep,
+    detector: DetectorDep,
     _: Reader,
     type: Annotated[ProblemTypeKey, Query(description="Problem type.")],  # noqa: A002
     limit: Annotated[int, Query(ge=1, le=100)] = 12,
 ) -> UncertainPage:
     """Stored photos not yet labelled for `type` whose score is most uncertain: label these next (active learning).
 
-    Scored by a head fitted now on the answers so far (photo labels, boxes, reviews); 422 `too_few_labels`
-    until at least 2 photos show the type and 2 do not.
+    Scored by a head fitted now on the answers so far (photo labels, boxes, reviews) on the serving model's
+    backbone; 422 `too_few_labels` until at least 2 photos show the type and 2 do not, `no_backbone` for a
+    model without a photo classifier.
     """
-    return photo_labels.uncertain(state, type.value, limit)
+    return photo_labels.uncertain(state, detector.path, type.value, limit)
 
 
 @router.delete("/{label_id}", status_code=204, responses=responses(*AUTH, 404, 409, 422))
