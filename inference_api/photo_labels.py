@@ -118,10 +118,6 @@ def gathered(session: Session, files: ImageStore) -> list[learning.PhotoLabel]:
     return answers + [a for a in dismissed if (a.sha256, a.type) not in said_yes]
 
 
-def _registry(state: AppState) -> Registry:
-    return Registry(state.settings.model_registry)
-
-
 def learn_from(sessions: sessionmaker[Session], settings: Settings, by: str, version: str | None) -> dict:
     """Fit heads for every type with enough answers on the promoted version's backbone; a new version, not promoted.
 

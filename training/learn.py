@@ -13,18 +13,13 @@ Only types the promoted model does not already raise are learned: for burning an
 detector's boxes and the v4 heads are better trained, and a second head would raise each twice.
 
 Safety: one learn at a time per registry (a lock file, taken without waiting: a second learn is
-refused, not queued); the version is written in a hidden folder and renamed into place only when
-whole, then registered under the registry's own lock, so a learn killed midway leaves no version,
-no registry change and, at worst, a hidden folder the next learn removes.
+refused, not queued); the version is written whole or not at all (training/learned_version.py), so a
+learn killed midway leaves no version, no registry change and, at worst, a folder the next learn removes.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,16 +30,14 @@ import numpy as np
 import onnx
 
 from model import backbone_graph
-from model.registry import Registry, Version, check_version_name
+from model.registry import Registry, check_version_name
 from model.runtime import Detector
 from model.taxonomy import PROBLEMS_BY_KEY, problem_for_label
+from training.learned_version import remove_leftovers, write_version
 from training.photo_features import PhotoFeatures
-from training.photo_heads import MIN_EACH, LearnedType, learn_type
+from training.photo_heads import MIN_EACH, learn_type
 
 LOCK = ".learn.lock"
-PARTS = ".learn-"
-CARD = "MODEL_CARD.md"
-REPORT = "learned.json"
 
 
 class LearnError(ValueError):
@@ -160,9 +153,7 @@ def exclusive(registry: Registry) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LearnBusy("another learn is running on this registry: wait for it to finish") from None
-        versions = registry.root / "versions"
-        for leftover in versions.glob(f"{PARTS}*") if versions.is_dir() else ():
-            shutil.rmtree(leftover, ignore_errors=True)
+        remove_leftovers(registry)
         yield
 
 
@@ -215,90 +206,5 @@ def learn(registry: Registry, labels: Sequence[PhotoLabel], cache: Path, by: str
                 "out-of-fold recall with at most 10% of the out-of-fold negatives flagged (training/photo_heads.py)"
             ),
         }
-        _write_version(registry, name, back, learned, report)
+        write_version(registry, name, back, learned, report)
         return report
-
-
-def _write_version(registry: Registry, name: str, back: Backbone, learned: list[LearnedType], report: dict) -> None:
-    """The version's files in a hidden folder, checked to load, renamed into place, then registered."""
-    folder = registry.folder_of(name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    part = Path(tempfile.mkdtemp(prefix=PARTS, dir=folder.parent))
-    try:
-        weight = np.stack([item.weight for item in learned])
-        bias = np.array([item.bias for item in learned], dtype=np.float32)
-        model = backbone_graph.with_heads(back.model, back.taps, weight, bias)
-        meta = {
-            "envwatch.version": name,
-            "envwatch.learned": {
-                "types": [item.type for item in learned],
-                "thresholds": {item.type: item.threshold for item in learned},
-                "output": backbone_graph.SCORES,
-                "map_output": backbone_graph.MAP,
-                "base": report["base"],
-                "backbone": back.identity,
-            },
-        }
-        existing = {p.key: p for p in model.metadata_props}
-        for key, value in meta.items():
-            prop = existing.get(key) or model.metadata_props.add()
-            prop.key, prop.value = key, json.dumps(value, ensure_ascii=False)
-        onnx_file = part / f"envwatch-{name}.onnx"
-        onnx.save(model, str(onnx_file))
-        Detector(onnx_file)  # the service must be able to serve it
-        (part / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        (part / CARD).write_text(card(report))
-        os.chmod(part, 0o755)
-        part.rename(folder)
-    except BaseException:
-        shutil.rmtree(part, ignore_errors=True)
-        raise
-    relative = folder.relative_to(registry.root)
-    summary = {"base": report["base"], "learned": [t["type"] for t in report["types"]]}
-    try:
-        registry.add(
-            Version(
-                name,
-                str(relative / f"envwatch-{name}.onnx"),
-                str(relative / CARD),
-                str(relative / REPORT),
-                summary=summary,
-            )
-        )
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-
-
-def card(report: dict) -> str:
-    """The learned version's card: what it adds to its base, from how many labels, and the CV numbers."""
-    lines = [
-        f"# Model card: envwatch {report['version']} (learned from photo labels)",
-        "",
-        "Generated by `envwatch models learn` / `POST /v1/models/learn` (training/learn.py); do not edit by hand.",
-        "",
-        f"**Base:** {report['base']}, unchanged (detector, photo classifier and fusion rule). Added: one logistic "
-        f"head per type below on the base's backbone features (backbone `{report['backbone']}`). Learned by "
-        f"{report['learned_by']} at {report['learned_at']}.",
-        "",
-        "Problems of these types are raised on the whole photo's evidence, at an **approximate location** (a box "
-        "around the class activation map's strongest region): candidates for a person to confirm.",
-        "",
-        "| type | photos showing it | photos not | threshold | CV recall | CV false alarms |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t in report["types"]:
-        lines.append(
-            f"| {t['type']} | {t['positives']} | {t['negatives']} | {t['threshold']:.3f} | "
-            f"{t['cv_recall']:.3f} ({t['cv_flagged_positives']}/{t['positives']}) | "
-            f"{t['cv_false_alarms']:.3f} ({t['cv_flagged_negatives']}/{t['negatives']}) |"
-        )
-    lines += ["", f"Method: {report['method']}.", ""]
-    if report["skipped"]:
-        lines += ["Not learned:", ""] + [f"- `{t}`: {why}" for t, why in report["skipped"].items()] + [""]
-    lines += [
-        "Limits: the CV numbers are on the labelled photos themselves, with the threshold chosen on them, so they "
-        "lean optimistic; a few dozen photos from few places teach those places. Check the approximate box.",
-        "",
-    ]
-    return "\n".join(lines)
