@@ -110,3 +110,19 @@ def test_the_threshold_keeps_false_alarms_within_the_cap_and_sits_in_the_gap() -
     noisy_labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0])
     chosen = choose_threshold(noisy, noisy_labels, cap=0.0)
     assert chosen > 0.95, "with no false alarm allowed the lone high negative sets the bar"
+
+
+def test_leftovers_of_killed_learns_go_and_registered_versions_stay(tmp_path: Path) -> None:
+    from learning_helpers import registry_with
+
+    from training.learned_version import PARTS, REPORT, remove_leftovers
+
+    root = registry_with(V4, tmp_path / "registry")
+    versions = root / "versions"
+    (versions / f"{PARTS}abc").mkdir()  # killed while writing
+    (versions / "orphan").mkdir()  # killed between the rename and the registration
+    (versions / "orphan" / REPORT).write_text("{}")
+    (versions / "v4" / REPORT).write_text("{}")  # a registered version keeps its files, whatever they are
+    remove_leftovers(Registry(root))
+    assert sorted(p.name for p in versions.iterdir()) == ["v4"]
+    assert (versions / "v4" / REPORT).is_file()
