@@ -317,16 +317,24 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def list_versions(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    print(f"{'':2}{'version':<14}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  {'test set':<14}labels")
+    width = max([14, *(len(v) + 2 for v in registry.versions)])
+    print(f"{'':2}{'version':<{width}}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  {'test set':<14}labels")
     for v in registry.versions.values():
         mark = "* " if v.version == registry.promoted else "  "
         reviewed, map50 = v.summary.get("reviewed_images", "–"), v.summary.get("test_map50")
-        labels = ", ".join(v.summary.get("labels", [])) or "(see its card)"
+        labels = ", ".join(v.summary.get("labels", [])) or _learned(v.summary) or "(see its card)"
         test_set = v.summary.get("test_set") or "–"
-        print(f"{mark}{v.version:<14}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {test_set:<14}{labels}")
+        print(f"{mark}{v.version:<{width}}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {test_set:<14}{labels}")
     print(f"(* promoted; registry {registry.file})")
     print("(test mAP50 values compare only between versions with the same test set: the digest of the photos measured)")
     return 0
+
+
+def _learned(summary: dict) -> str:
+    """A learned version's line (training/learn.py): what it adds, on which base."""
+    if "learned" not in summary:
+        return ""
+    return f"{summary.get('base')} + learned from photo labels: {', '.join(summary['learned'])}"
 
 
 def promote(args: argparse.Namespace) -> int:
