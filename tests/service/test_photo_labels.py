@@ -129,6 +129,28 @@ def test_uncertain_photos_are_the_unlabelled_ones_nearest_the_boundary(
         assert none_yet.status_code == 422 and none_yet.json()["error"]["code"] == "too_few_labels"
 
 
+def test_confirmed_and_dismissed_findings_count_as_photo_labels(server: Server, photos: dict[str, list[int]]) -> None:
+    """A confirmed finding says yes for its type and photo; a dismissed one no, unless the photo has a yes."""
+    with server.admin as client:
+        found: dict[tuple[str, int], list[int]] = {}
+        for image_id in photos["outside"]:
+            for f in client.get("/v1/findings", params={"image_id": image_id}).json()["items"]:
+                found.setdefault((f["type"], image_id), []).append(f["id"])
+        twice = next(key for key, ids in found.items() if len(ids) >= 2)  # street photos: v4 flags garbage on them
+        other = next(key for key in found if key[0] == twice[0] and key != twice)
+        type_ = twice[0]
+        for finding_id, to in (
+            (found[twice][0], "confirmed"),
+            (found[twice][1], "dismissed"),
+            (found[other][0], "dismissed"),
+        ):
+            moved = client.post(f"/v1/findings/{finding_id}/transitions", json={"to": to})
+            assert moved.status_code == 200, moved.text  # the second: dismissed on a photo whose yes stands
+        counted = client.get("/v1/photo-labels/uncertain", params={"type": type_})
+    assert counted.status_code == 422, counted.text
+    assert f"{type_}: 1 photo(s) labelled showing it and 1 not" in counted.json()["error"]["message"]
+
+
 def test_learn_promote_raise_at_an_approximate_place_and_roll_back(
     server: Server, photos: dict[str, list[int]]
 ) -> None:
@@ -163,6 +185,8 @@ def test_learn_promote_raise_at_an_approximate_place_and_roll_back(
         assert found["extent"] == "approx" and found["image_id"] == held_out
         area = (box["x2"] - box["x1"]) * (box["y2"] - box["y1"])
         assert 0 < area < image["width"] * image["height"], box
+        confirmed = client.post(f"/v1/findings/{found['id']}/transitions", json={"to": "confirmed"})
+        assert confirmed.status_code == 200, confirmed.text  # from now on the held-out room counts as a yes
 
         rolled = client.post("/v1/models/rollback")
         assert rolled.status_code == 200 and rolled.json()["serving"] == "v4", rolled.text
@@ -215,6 +239,6 @@ def test_a_learn_killed_midway_leaves_nothing_and_the_next_one_cleans_up(server:
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{STAND_IN}: {POSITIVES} photos showing it" in done.stdout
+    assert f"{STAND_IN}: {POSITIVES + 1} photos showing it" in done.stdout, "the confirmed finding counts as a yes"
     assert not list((folder / "versions").glob(".learn-*"))
     assert "killed" in Registry(folder).versions and Registry(folder).promoted == "v4"
