@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.registry import Registry, RegistryError, Version, check_version_name
+from model.registry import Registry, RegistryError, Version, check_loadable, check_version_name
 from training.review_merge import RECORD
 
 CARD = "MODEL_CARD.md"
@@ -44,20 +44,6 @@ def _registry(args: argparse.Namespace) -> Registry:
     from inference_api.settings import Settings
 
     return Registry(Settings().model_registry)
-
-
-def _loadable(onnx: Path) -> None:
-    """Refuse to promote a file the service could not serve: it would keep the old model, or start with none.
-
-    Loaded as the service loads it (model.runtime's Detector.load); onnxruntime raises its own exception types
-    for a file that is not a model, hence the broad except.
-    """
-    from model.runtime import Detector
-
-    try:
-        Detector.load(onnx)
-    except Exception as exc:
-        raise RegistryError(f"{onnx} does not load as a model ({type(exc).__name__}: {exc}); nothing changed") from exc
 
 
 def _first_missing(folder: Path) -> Path | None:
@@ -340,7 +326,7 @@ def _learned(summary: dict) -> str:
 def promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    registry.promote(args.version, getpass.getuser(), check=_loadable)
+    registry.promote(args.version, getpass.getuser(), check=check_loadable)
     print(f"promoted {args.version} (was {previous}); a running service switches within its poll interval")
     return 0
 
@@ -348,7 +334,7 @@ def promote(args: argparse.Namespace) -> int:
 def rollback(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    promotion = registry.rollback(getpass.getuser(), check=_loadable)
+    promotion = registry.rollback(getpass.getuser(), check=check_loadable)
     print(f"rolled back from {previous} to {promotion.version}")
     return 0
 

@@ -10,8 +10,7 @@ from inference_api.deps import StateDep
 from inference_api.errors import AUTH, ApiError, responses
 from inference_api.model_watch import ModelWatcher
 from inference_api.schemas import LearnIn, LearnOut, ModelsOut, ModelVersionOut, PromoteIn
-from model.registry import Registry, RegistryError
-from model.runtime import Detector
+from model.registry import Registry, RegistryError, check_loadable
 
 router = APIRouter(prefix="/v1/models", tags=["model"])
 
@@ -71,15 +70,11 @@ def _changed(request: Request, change: str, version: str | None, by: str) -> Mod
         raise ApiError(404, "not_found", f"no model version {version!r} (known: {', '.join(registry.versions)})")
     try:
         if version is None:
-            registry.rollback(by, check=Detector)
+            registry.rollback(by, check=check_loadable)
         else:
-            registry.promote(version, by, check=Detector)
+            registry.promote(version, by, check=check_loadable)
     except RegistryError as exc:
         raise ApiError(409, f"{change}_refused", str(exc)) from None
-    except Exception as exc:  # onnxruntime's own errors for a file that does not load
-        raise ApiError(
-            409, f"{change}_refused", f"it does not load ({type(exc).__name__}: {exc}); nothing changed"
-        ) from exc
     watcher.check(force=True)
     return _models(watcher)
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -193,6 +193,8 @@ def test_learn_promote_raise_at_an_approximate_place_and_roll_back(
         assert STAND_IN not in {f["type"] for f in upload(client, room)["findings"]}
         unknown = client.post("/v1/models/promote", json={"version": "no-such"})
         assert unknown.status_code == 404
+        twice = client.post("/v1/models/promote", json={"version": "v4"})
+        assert twice.status_code == 409 and twice.json()["error"]["code"] == "promote_refused", twice.text
 
 
 def upload(client: httpx.Client, photo: Path) -> dict:
@@ -242,3 +244,18 @@ def test_a_learn_killed_midway_leaves_nothing_and_the_next_one_cleans_up(server:
     assert f"{STAND_IN}: {POSITIVES + 1} photos showing it" in done.stdout, "the confirmed finding counts as a yes"
     assert not list((folder / "versions").glob(".learn-*"))
     assert "killed" in Registry(folder).versions and Registry(folder).promoted == "v4"
+
+
+def test_a_service_pinned_to_one_file_refuses_to_learn_promote_or_roll_back(make_server: Callable[..., Server]) -> None:
+    """Its registry is not what it serves (the package's own, by default): changing it from here would be unseen."""
+    pinned = make_server()
+    before = (Registry().root / "registry.json").read_bytes()
+    with pinned.admin as client:
+        for path, body in (
+            ("/v1/models/learn", {}),
+            ("/v1/models/promote", {"version": "v4"}),
+            ("/v1/models/rollback", None),
+        ):
+            refused = client.post(path, json=body) if body is not None else client.post(path)
+            assert refused.status_code == 409 and refused.json()["error"]["code"] == "model_pinned", refused.text
+    assert (Registry().root / "registry.json").read_bytes() == before
