@@ -36,6 +36,7 @@ from inference_api.routes import (
     labels,
     model,
     models,
+    photo_labels,
     web,
 )
 from inference_api.settings import Settings, get_settings
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_middleware(app, state.metrics)
-    for module in (health, keys, model, models, inspections, findings, labels, exports, bulletin, images, jobs, web):
+    routers = (health, keys, model, models, inspections, findings, labels, photo_labels, exports, bulletin, images)
+    for module in (*routers, jobs, web):
         app.include_router(module.router)
     return app

@@ -100,7 +100,9 @@ def _add_scene(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_models(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("models", help="model registry: list, add, evaluate, promote, rollback versions")
+    parser = commands.add_parser(
+        "models", help="model registry: list, add, evaluate, promote, rollback, learn versions"
+    )
     parser.add_argument("--registry", type=Path, default=None, help="registry folder (default: model/)")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="registered versions; * marks the promoted one")
@@ -129,6 +131,10 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     promote = actions.add_parser("promote", help="serve this version (a running service follows)")
     promote.add_argument("version")
     actions.add_parser("rollback", help="promote again the version promoted before the current one")
+    learn = actions.add_parser(
+        "learn", help="learn new problem types from the service's photo labels (its ENVWATCH_* settings; torch-free)"
+    )
+    learn.add_argument("--version", default=None, help="name of the new version (default <promoted>-learned-<time>)")
     parser.set_defaults(module="training.model_versions", handler="main")
 
 

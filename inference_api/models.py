@@ -257,6 +257,28 @@ class Label(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's declarative hook)
 
 
+class PhotoLabel(Base):
+    """An inspector's word that a stored photo shows (`shows`) or does not show a problem type, with no box.
+
+    What new types are learned from (training/learn.py), beside box labels and reviewed findings.
+    `shown_model` is the model version whose results the photo carried when labelled (its latest
+    scoring), as `Label.proposed_by` records for corrections. Deleting marks the row.
+    """
+
+    __tablename__ = "photo_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    type: Mapped[str] = mapped_column(String(50), index=True)
+    shows: Mapped[bool] = mapped_column(Boolean)
+    shown_model: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class Job(Base):
     """A batch scoring job over a server folder or an uploaded zip; its results form one inspection."""
 
@@ -328,6 +350,7 @@ __all__ = [
     "Job",
     "JobItem",
     "Label",
+    "PhotoLabel",
     "WebhookDelivery",
     "utcnow",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, Label
+from inference_api.models import Finding, FindingEvent, Image, Inspection, InspectionFile, Label, PhotoLabel
 from inference_api.schemas import (
     Box,
     FileError,
@@ -16,6 +16,7 @@ from inference_api.schemas import (
     InspectionOut,
     LabelOut,
     LabelSource,
+    PhotoLabelOut,
     Position,
     PositionSource,
     Status,
@@ -131,6 +132,21 @@ def inspection_out(inspection: Inspection) -> InspectionOut:
         created_at=inspection.created_at,
         files=[file_result(row, findings) for row in inspection.files],
         findings=[finding_out(f) for f in findings],
+    )
+
+
+def photo_label_out(row: PhotoLabel) -> PhotoLabelOut:
+    return PhotoLabelOut(
+        id=row.id,
+        image_id=row.image_id,
+        type=row.type,
+        shows=row.shows,
+        shown_model=row.shown_model,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        deleted_by=row.deleted_by,
+        deleted_at=row.deleted_at,
     )
 
 

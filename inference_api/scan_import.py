@@ -32,6 +32,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -45,7 +46,7 @@ from inference_api.schemas import FileError
 from inference_api.settings import Settings, get_settings
 from inference_api.storage import ImageStore
 from model.images import ImageError, path_from_text, upright_size
-from model.problems import Problem
+from model.problems import Extent, Problem
 from model.taxonomy import PROBLEMS_BY_KEY
 
 REQUIRED = frozenset({"problems", "width", "height", "model", "sha256"})
@@ -112,8 +113,8 @@ def _problem(raw: object, width: int, height: int) -> Problem:
     if raw.get("position") is not None:
         _coordinates(raw["position"], "position")
     extent = raw.get("extent", "box")  # scans before v4 wrote none: every problem was a box
-    if extent not in ("box", "photo"):
-        raise ValueError(f"a problem's extent must be 'box' or 'photo', not {extent!r}")
+    if extent not in get_args(Extent):
+        raise ValueError(f"a problem's extent must be one of {', '.join(get_args(Extent))}, not {extent!r}")
     return Problem(raw["type"], _number(raw.get("score"), "score", 0, 1), (x1, y1, x2, y2), raw["label"], extent)
 
 

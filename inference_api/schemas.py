@@ -156,7 +156,8 @@ class FindingOut(BaseModel):
     box: Box
     extent: Extent = Field(
         description="`box`: the detector located the problem in `box`; `photo`: the photo classifier saw it "
-        "somewhere in the photo, and `box` is the whole photo (no place on it is claimed)."
+        "somewhere in the photo, and `box` is the whole photo (no place on it is claimed); `approx`: a type "
+        "learned from photo labels, and `box` is an approximate location (where the evidence lies, not an outline)."
     )
     gps: Position | None
     captured_at: datetime | None
@@ -456,6 +457,81 @@ class ModelsOut(BaseModel):
     versions: list[ModelVersionOut]
 
 
+class PromoteIn(BaseModel):
+    version: str = Field(max_length=64, description="A registered version (see GET /v1/models).")
+
+
+class LearnIn(BaseModel):
+    version: str | None = Field(
+        default=None, max_length=64, description="Name of the new version; default `<promoted>-learned-<UTC time>`."
+    )
+
+
+class LearnedTypeOut(BaseModel):
+    type: str
+    positives: int = Field(description="Labelled photos showing the type.")
+    negatives: int = Field(description="Labelled photos not showing it.")
+    threshold: float = Field(description="Score from which the type is raised, chosen by cross-validation.")
+    cv_recall: float = Field(description="Out-of-fold share of the positives flagged at the threshold.")
+    cv_false_alarms: float = Field(description="Out-of-fold share of the negatives flagged at the threshold.")
+    cv_flagged_positives: int
+    cv_flagged_negatives: int
+
+
+class LearnOut(BaseModel):
+    version: str = Field(description="The new version: registered, not promoted.")
+    base: str = Field(description="The promoted version it adds heads to (detector and backbone unchanged).")
+    backbone: str = Field(description="Identity of the backbone the features came from.")
+    learned_by: str
+    learned_at: str
+    types: list[LearnedTypeOut]
+    skipped: dict[str, str] = Field(description="Types with labels that were not learned, and why.")
+    method: str
+
+
+# ---------------------------------------------------------------- photo labels
+
+
+class PhotoLabelCreate(BaseModel):
+    image_id: int = Field(ge=1, le=2**31 - 1)
+    type: ProblemTypeKey  # type: ignore[valid-type]
+    shows: bool = Field(description="true: the photo shows the type; false: it does not.")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class PhotoLabelOut(BaseModel):
+    id: int
+    image_id: int
+    type: str
+    shows: bool
+    shown_model: str | None = Field(description="Model version whose results the photo carried when labelled.")
+    note: str | None
+    created_by: str
+    created_at: datetime
+    deleted_by: str | None
+    deleted_at: datetime | None
+
+
+class PhotoLabelPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[PhotoLabelOut]
+
+
+class UncertainPhoto(BaseModel):
+    image_id: int
+    score: float = Field(description="The provisional head's score: 0.5 is where it cannot tell.")
+
+
+class UncertainPage(BaseModel):
+    type: str
+    positives: int = Field(description="Labelled photos showing the type, that the provisional head learned from.")
+    negatives: int
+    considered: int = Field(description="Unlabelled stored photos scored (the most recent ones).")
+    items: list[UncertainPhoto] = Field(description="Most uncertain first.")
+
+
 # ---------------------------------------------------------------- bulletins (通报)
 
 
@@ -471,7 +547,9 @@ class BulletinPhoto(BaseModel):
     type: str
     score: float
     box: Box
-    extent: Extent = Field(description="As a finding's: `photo` when the box is the whole photo.")
+    extent: Extent = Field(
+        description="As a finding's: `photo` when the box is the whole photo, `approx` when it is approximate."
+    )
     township: str | None
     village: str | None
     observed_at: datetime

@@ -515,7 +515,7 @@ JPEG_MAX_SIDE = 65_500
 
 
 class Drawn(NamedTuple):
-    """One problem to draw on a photo: a box, or (`extent` "photo") the whole photo."""
+    """One problem to draw on a photo: a box, (`extent` "photo") the whole photo, or ("approx") an approximate box."""
 
     type: str
     score: float
@@ -527,7 +527,8 @@ def annotate(data: bytes, boxes: list[Drawn], settings: Settings) -> bytes:
     """The image (EXIF orientation applied, as the boxes are) with `boxes` drawn, as JPEG bytes.
 
     A whole-photo problem is drawn as a frame just inside the photo's edge, its tag saying
-    "whole photo", so nobody takes it for a box around an object.
+    "whole photo", so nobody takes it for a box around an object; an approximate box (a type
+    learned from photo labels, model/learned.py) has its tag say "approximate".
     """
     import cv2
 
@@ -553,7 +554,7 @@ def annotate(data: bytes, boxes: list[Drawn], settings: Settings) -> bytes:
         else:
             p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
         cv2.rectangle(pixels, p1, p2, colour, thickness)
-        text = f"{label} {score:.2f}" + (" (whole photo)" if whole else "")
+        text = f"{label} {score:.2f}" + (" (whole photo)" if whole else " (approximate)" if extent == "approx" else "")
         scale = thickness / 3
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
         top = p1[1] + thickness if whole else max(p1[1] - th - base, 0)

@@ -35,6 +35,8 @@ class Detections:
     serialised without the model at hand. `scene` holds what the model says of the photo as a
     whole, per problem type (the photo classifier's scores, model/runtime.py), and `size` the
     photo's (width, height): a problem the classifier raises without a box covers the whole photo.
+    `learned` holds the scores of types learned from photo labels (model/learned.py) and `approx`
+    each one's approximate box.
     """
 
     xyxy: np.ndarray
@@ -44,6 +46,8 @@ class Detections:
     data: dict[str, np.ndarray] = field(default_factory=dict)
     scene: dict[str, float] = field(default_factory=dict)
     size: tuple[int, int] | None = None
+    learned: dict[str, float] = field(default_factory=dict)
+    approx: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "xyxy", np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4))
@@ -78,6 +82,8 @@ class Detections:
             {key: np.asarray(values)[index] for key, values in self.data.items()},
             self.scene,
             self.size,
+            self.learned,
+            self.approx,
         )
 
     def __iter__(self) -> Iterator[Detection]:

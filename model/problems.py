@@ -18,7 +18,7 @@ import numpy as np
 from model.detections import Detections
 from model.fusion import FusionRule, vetoed, whole_photo_types
 
-Extent = Literal["box", "photo"]
+Extent = Literal["box", "photo", "approx"]
 
 MERGE_IOU = 0.3
 
@@ -31,7 +31,8 @@ class Problem:
     label: str
     """The detector label of the best box behind this problem; the problem type itself for a whole-photo one."""
     extent: Extent = "box"
-    """`box`: the detector located it; `photo`: the classifier saw it somewhere in the photo, and `box` is the photo."""
+    """`box`: the detector located it; `photo`: the classifier saw it somewhere in the photo, and `box` is the photo;
+    `approx`: a type learned from photo labels, `box` the approximate place its evidence lies (model/learned.py)."""
 
     def as_dict(self) -> dict:
         return {

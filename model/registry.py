@@ -75,6 +75,21 @@ def check_version_name(version: str) -> str:
     return version
 
 
+def check_loadable(onnx: Path) -> None:
+    """Refuse to promote a file the service could not serve: it would keep the old model, or start with none.
+
+    Loaded as the service loads it (model.runtime's Detector.load); onnxruntime raises its own exception types
+    for a file that is not a model, hence the broad except. The check `promote` and `rollback` take, from the
+    command line and from the API alike.
+    """
+    from model.runtime import Detector
+
+    try:
+        Detector.load(onnx)
+    except Exception as exc:
+        raise RegistryError(f"{onnx} does not load as a model ({type(exc).__name__}: {exc}); nothing changed") from exc
+
+
 def registry_folder(root: Path) -> Path:
     """The registry folder `root` names; the path of its registry.json is taken for its folder.
 

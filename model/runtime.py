@@ -10,13 +10,17 @@ per problem type "does this photo show it?" (output `scene`, metadata `envwatch.
 rule that fuses both into problems (`envwatch.fusion`, model/fusion.py). `Detector` is the one
 model object either way: callers detect and ask it for problems, and never need to know whether
 there are one or two networks inside. Files without a classifier (v1-v3) load and serve as before.
+
+A learned version (training/learn.py) adds heads for types learned from inspectors' photo labels
+on the classifier's backbone (outputs `learned` and `learned_map`, metadata `envwatch.learned`,
+model/learned.py): they raise problems at an approximate location, beside the others.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -25,6 +29,7 @@ import onnxruntime as ort
 
 from model.detections import Detections
 from model.fusion import FusionRule, read_rules
+from model.learned import LearnedHeads, cam_box, learned_problems
 from model.problems import Problem, problems_from
 
 PAD_VALUE = 114
@@ -112,8 +117,13 @@ class Detector:
         self.scene_output: str | None = scene.get("output") if self.scene_types else None
         self.fusion: dict[str, FusionRule] = read_rules(meta.get("envwatch.fusion", {}))
         """Per problem type, how classifier and boxes raise problems together (model/fusion.py)."""
-        if self.scene_output and self.scene_output not in {o.name for o in self.session.get_outputs()}:
+        self.learned: LearnedHeads | None = LearnedHeads.read(meta.get("envwatch.learned"))
+        """Types learned from photo labels (model/learned.py); None: the model has none."""
+        outputs = {o.name for o in self.session.get_outputs()}
+        if self.scene_output and self.scene_output not in outputs:
             raise ValueError(f"{self.path}: envwatch.scene names output {self.scene_output!r}, which the graph lacks")
+        if self.learned and not {self.learned.output, self.learned.map_output} <= outputs:
+            raise ValueError(f"{self.path}: envwatch.learned names outputs the graph lacks")
 
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None) -> Detector:
@@ -139,6 +149,9 @@ class Detector:
         scores; `scene=False` runs the detector alone, as tiles do.
         """
         outputs = [self.detector_output] + ([self.scene_output] if scene and self.scene_output else [])
+        learned = self.learned if scene else None
+        if learned:
+            outputs += [learned.output, learned.map_output]
         results: list[Detections] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
@@ -146,16 +159,36 @@ class Detector:
             batch = np.stack([f[0] for f in fitted])[..., ::-1].transpose(0, 3, 1, 2)
             batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
             found = self.session.run(outputs, {self.input_name: batch})
-            scenes = found[1] if len(found) > 1 else [None] * len(chunk)
-            results += [
+            scenes = found[1] if self.scene_output and scene else [None] * len(chunk)
+            decoded = [
                 self.decode(raw, box, conf, scores)
                 for raw, (_, box), scores in zip(found[0], fitted, scenes, strict=True)
             ]
+            if learned:
+                decoded = [
+                    self.with_learned(d, box, s, m)
+                    for d, (_, box), s, m in zip(decoded, fitted, found[-2], found[-1], strict=True)
+                ]
+            results += decoded
         return results
 
+    def with_learned(self, detections: Detections, fit: Letterbox, scores: np.ndarray, maps: np.ndarray) -> Detections:
+        """`detections` with the learned types' scores and, from their activation maps, approximate boxes."""
+        assert self.learned is not None
+        size = (fit.width, fit.height)
+        boxes = {
+            t: cam_box(cam, self.input_size, (fit.pad_x, fit.pad_y), (fit.gain_x, fit.gain_y), size)
+            for t, cam in zip(self.learned.types, maps, strict=True)
+        }
+        learned = {t: float(v) for t, v in zip(self.learned.types, scores, strict=True)}
+        return replace(detections, learned=learned, approx=boxes)
+
     def problems(self, detections: Detections, thresholds: dict[str, float] | None = None) -> list[Problem]:
-        """The problems `detections` raise under this model's fusion rule (model/problems.py)."""
-        return problems_from(detections, thresholds, self.fusion)
+        """The problems `detections` raise under this model's fusion rule (model/problems.py), then learned ones."""
+        found = problems_from(detections, thresholds, self.fusion)
+        if self.learned and detections.learned:
+            found += learned_problems(detections.learned, detections.approx, self.learned)
+        return found
 
     def decode(
         self, raw: np.ndarray, fit: Letterbox, conf: float | None, scene: np.ndarray | None = None

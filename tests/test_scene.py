@@ -25,7 +25,8 @@ from model.registry import Registry
 from model.runtime import Detector
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
 from training.export import write_metadata
-from training.scene import Heads, SceneNet, attach, detector_input, load_backbone, read_photos
+from training.photo_features import detector_input
+from training.scene import Heads, SceneNet, attach, load_backbone, read_photos
 
 PHOTOS = [
     "garbage-cn/valid/images",

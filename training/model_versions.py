@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.registry import Registry, RegistryError, Version, check_version_name
+from model.registry import Registry, RegistryError, Version, check_loadable, check_version_name
 from training.review_merge import RECORD
 
 CARD = "MODEL_CARD.md"
@@ -44,20 +44,6 @@ def _registry(args: argparse.Namespace) -> Registry:
     from inference_api.settings import Settings
 
     return Registry(Settings().model_registry)
-
-
-def _loadable(onnx: Path) -> None:
-    """Refuse to promote a file the service could not serve: it would keep the old model, or start with none.
-
-    Loaded as the service loads it (model.runtime's Detector.load); onnxruntime raises its own exception types
-    for a file that is not a model, hence the broad except.
-    """
-    from model.runtime import Detector
-
-    try:
-        Detector.load(onnx)
-    except Exception as exc:
-        raise RegistryError(f"{onnx} does not load as a model ({type(exc).__name__}: {exc}); nothing changed") from exc
 
 
 def _first_missing(folder: Path) -> Path | None:
@@ -317,22 +303,30 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def list_versions(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    print(f"{'':2}{'version':<14}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  {'test set':<14}labels")
+    width = max([14, *(len(v) + 2 for v in registry.versions)])
+    print(f"{'':2}{'version':<{width}}{'added':<27}{'reviewed':>9}{'test mAP50':>12}  {'test set':<14}labels")
     for v in registry.versions.values():
         mark = "* " if v.version == registry.promoted else "  "
         reviewed, map50 = v.summary.get("reviewed_images", "–"), v.summary.get("test_map50")
-        labels = ", ".join(v.summary.get("labels", [])) or "(see its card)"
+        labels = ", ".join(v.summary.get("labels", [])) or _learned(v.summary) or "(see its card)"
         test_set = v.summary.get("test_set") or "–"
-        print(f"{mark}{v.version:<14}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {test_set:<14}{labels}")
+        print(f"{mark}{v.version:<{width}}{v.added_at:<27}{reviewed!s:>9}{_number(map50):>12}  {test_set:<14}{labels}")
     print(f"(* promoted; registry {registry.file})")
     print("(test mAP50 values compare only between versions with the same test set: the digest of the photos measured)")
     return 0
 
 
+def _learned(summary: dict) -> str:
+    """A learned version's line (training/learn.py): what it adds, on which base."""
+    if "learned" not in summary:
+        return ""
+    return f"{summary.get('base')} + learned from photo labels: {', '.join(summary['learned'])}"
+
+
 def promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    registry.promote(args.version, getpass.getuser(), check=_loadable)
+    registry.promote(args.version, getpass.getuser(), check=check_loadable)
     print(f"promoted {args.version} (was {previous}); a running service switches within its poll interval")
     return 0
 
@@ -340,13 +334,55 @@ def promote(args: argparse.Namespace) -> int:
 def rollback(args: argparse.Namespace) -> int:
     registry = _registry(args)
     previous = registry.promoted
-    promotion = registry.rollback(getpass.getuser(), check=_loadable)
+    promotion = registry.rollback(getpass.getuser(), check=check_loadable)
     print(f"rolled back from {previous} to {promotion.version}")
     return 0
 
 
+def learn(args: argparse.Namespace) -> int:
+    """Learn new types from the service's photo labels (its database and images, `ENVWATCH_*` settings).
+
+    Torch-free, on the server: the same code as `POST /v1/models/learn` (inference_api/photo_labels.py).
+    """
+    from inference_api.db import make_engine, make_sessionmaker
+    from inference_api.photo_labels import learn_from
+    from inference_api.settings import Settings
+    from training.learn import LearnBusy
+
+    settings = Settings()
+    if args.registry is not None:
+        settings = settings.model_copy(update={"model_registry": args.registry})
+    engine = make_engine(settings.database_url)
+    try:
+        report = learn_from(make_sessionmaker(engine), settings, getpass.getuser(), args.version)
+    except LearnBusy as exc:
+        raise RegistryError(str(exc)) from None
+    finally:
+        engine.dispose()
+    for t in report["types"]:
+        print(
+            f"{t['type']}: {t['positives']} photos showing it, {t['negatives']} not; threshold {t['threshold']:.3f}; "
+            f"CV recall {t['cv_recall']:.3f} ({t['cv_flagged_positives']}/{t['positives']}), "
+            f"CV false alarms {t['cv_false_alarms']:.3f} ({t['cv_flagged_negatives']}/{t['negatives']})"
+        )
+    for t, why in report["skipped"].items():
+        print(f"{t}: not learned: {why}")
+    print(
+        f"registered {report['version']} (base {report['base']}; not promoted: `envwatch models promote "
+        f"{report['version']}`)"
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
-    handlers = {"list": list_versions, "add": add, "evaluate": evaluate, "promote": promote, "rollback": rollback}
+    handlers = {
+        "list": list_versions,
+        "add": add,
+        "evaluate": evaluate,
+        "promote": promote,
+        "rollback": rollback,
+        "learn": learn,
+    }
     try:
         return handlers[args.action](args)
     except (RegistryError, OSError, ValueError) as exc:

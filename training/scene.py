@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,12 +42,13 @@ from tqdm import tqdm
 from model.fusion import FusionRule, family_of
 from model.images import load_image_file
 from model.problems import problems_from
-from model.runtime import Detector, letterbox
+from model.runtime import Detector
 from training.cache import cache_dir
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
 from training.evaluate import evenly_spaced
 from training.export import write_metadata
 from training.metrics import image_rates
+from training.photo_features import BATCH, PhotoFeatures
 
 BACKBONE = "efficientnet-lite0"
 SCENE_SIZE = 224
@@ -69,7 +69,6 @@ FUSION_METHOD = (
 VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
 PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), 1.01), 2)
 """1.01: never raise a whole-photo problem."""
-BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -139,12 +138,6 @@ class SceneNet(nn.Module):
         return torch.sigmoid(self.head(self.features(x)))
 
 
-def detector_input(pixels: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """The runtime's network input for one BGR photo (model/runtime.py): letterboxed, RGB, CHW, 0..1."""
-    fitted, _ = letterbox(pixels, input_size)
-    return np.ascontiguousarray(fitted[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
-
-
 class _Features(nn.Module):
     def __init__(self, net: SceneNet) -> None:
         super().__init__()
@@ -170,54 +163,22 @@ def export_onnx(module: nn.Module, out: Path, input_name: str, output_name: str)
     return out
 
 
-class FeatureCache:
+class FeatureCache(PhotoFeatures):
     """Backbone features per photo, on disk by photo content, so the backbone runs once per photo ever.
 
     The backbone runs as ONNX through onnxruntime, as it does when shipped: on these 2 cores it is
     several times faster than torch's own CPU kernels for EfficientNet's depthwise convolutions.
+    Caching itself is training/photo_features.py's, shared with learning from photo labels.
     """
 
     def __init__(self, input_size: tuple[int, int] = DETECTOR_INPUT, root: Path | None = None) -> None:
-        import onnxruntime as ort
-
-        self.input_size = input_size
         tag = f"{BACKBONE}-{SCENE_SIZE}-from-{input_size[0]}x{input_size[1]}"
-        self.root = (root or cache_dir()) / "scene-features" / tag
-        graph = self.root / "backbone.onnx"
+        folder = (root or cache_dir()) / "scene-features" / tag
+        graph = folder / "backbone.onnx"
         if not graph.is_file():
             export_onnx(_Features(SceneNet(load_backbone())), graph.with_suffix(".part"), "images", "features")
             graph.with_suffix(".part").rename(graph)
-        self.session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-
-    def _file(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npy"
-
-    def features(self, paths: Sequence[Path], desc: str = "features") -> np.ndarray:
-        """(len(paths), D) float32 features, computing only what the cache lacks, `BATCH` photos at a time."""
-        rows: list[np.ndarray] = []
-        with tqdm(total=len(paths), desc=desc, unit="img", disable=None, file=sys.stderr) as progress:
-            for start in range(0, len(paths), BATCH):
-                rows += self._chunk(paths[start : start + BATCH])
-                progress.update(min(BATCH, len(paths) - start))
-        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
-
-    def _chunk(self, paths: Sequence[Path]) -> list[np.ndarray]:
-        rows: list[np.ndarray | None] = []
-        todo: list[tuple[int, np.ndarray, Path]] = []
-        for index, path in enumerate(paths):
-            file = self._file(hashlib.sha256(path.read_bytes()).hexdigest())  # LoadedImage.sha256, without decoding
-            if file.is_file():
-                rows.append(np.load(file).astype(np.float32))
-            else:
-                rows.append(None)
-                todo.append((index, detector_input(load_image_file(path).pixels, self.input_size), file))
-        if todo:
-            (found,) = self.session.run(None, {"images": np.stack([item[1] for item in todo])})
-            for (index, _, file), row in zip(todo, found.astype(np.float16), strict=True):
-                file.parent.mkdir(parents=True, exist_ok=True)
-                np.save(file, row)
-                rows[index] = row.astype(np.float32)  # what a later run reads back from the cache
-        return rows  # type: ignore[return-value]
+        super().__init__(graph, input_size, folder)
 
 
 def labels_of(photos: Sequence[Photo], types: Sequence[str] = PHOTO_TYPES) -> np.ndarray:

@@ -30,3 +30,9 @@ export function canWrite() {
   const who = me();
   return Boolean(who) && (who.role === "admin" || who.role === "inspector");
 }
+
+/** Admins manage models: learn new types, promote and roll back versions. */
+export function isAdmin() {
+  const who = me();
+  return Boolean(who) && who.role === "admin";
+}

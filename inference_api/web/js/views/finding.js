@@ -32,7 +32,7 @@ function details(f) {
     ...(f.recurrence_of ? [[t("recurrenceOf"), h("a", { id: "recurrence-of", href: href(`/findings/${f.recurrence_of}`) }, `#${f.recurrence_of}`)]] : []),
     [t("score"), formatScore(f.score)],
     [t("label"), f.label],
-    [t("extent"), f.extent === "photo" ? t("extentPhoto") : t("extentBox")],
+    [t("extent"), t({ photo: "extentPhoto", approx: "extentApprox" }[f.extent] || "extentBox")],
     [t("place"), place],
     [t("captured"), formatTime(f.captured_at)],
     [t("created"), formatTime(f.created_at)],

@@ -7,6 +7,7 @@ import { t } from "../i18n.js";
 import { errorBox, heading, loading } from "./common.js";
 import { problemItem } from "./inspection.js";
 import { labeller } from "./labeller.js";
+import { photoLabelPanel } from "./photolabels.js";
 import { photoWithBoxes } from "./photo.js";
 
 export async function imageView(main, { params }) {
@@ -30,6 +31,7 @@ export async function imageView(main, { params }) {
           h("p", { class: "result-summary" }, summary),
           findings.length ? h("ol", { class: "problems" }, findings.map(problemItem)) : null,
           labeller(figure, image, { level: 2 }),
+          photoLabelPanel(image.id),
         ),
       ),
     );

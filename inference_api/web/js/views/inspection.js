@@ -22,6 +22,7 @@ export function problemItem(finding) {
     h("span", { class: "score" }, `${t("score")} ${formatScore(finding.score)}`),
     " ",
     statusBadge(finding.status),
+    finding.extent === "approx" ? [" ", h("span", { class: "extent muted", dataset: { extent: "approx" } }, `≈ ${t("extentApprox")}`)] : null,
   );
 }
 

@@ -10,6 +10,7 @@ import { go, href } from "../router.js";
 import { canWrite } from "../session.js";
 import { errorBox, field, heading, loading, pager, select } from "./common.js";
 import { boxText } from "./labeller.js";
+import { learningSections } from "./photolabels.js";
 
 const PAGE_SIZE = 25;
 const SOURCES = ["manual", "correction", "label_studio"];
@@ -149,7 +150,7 @@ export async function labelsView(main, { query }) {
   put(main, heading(t("labelsScreen")), loading());
   try {
     const [summary, list] = await Promise.all([api("/v1/labels/summary"), labelList(query)]);
-    put(main, heading(t("labelsScreen")), list, perType(summary), exportsSection(main));
+    put(main, heading(t("labelsScreen")), list, perType(summary), ...learningSections(), exportsSection(main));
   } catch (error) {
     put(main, heading(t("labelsScreen")), errorBox(error));
   }

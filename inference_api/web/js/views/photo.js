@@ -2,7 +2,8 @@
 // (the API gives boxes in pixels of the upright image, and browsers show photos upright), so
 // they stay on their object at any size, and are numbered to match the list of problems.
 // A whole-photo problem (extent "photo": the classifier saw it, no box says where) is drawn as a
-// dashed frame just inside the photo's edge, its tag saying so.
+// dashed frame just inside the photo's edge, its tag saying so. An approximate one (extent
+// "approx": a type learned from photo labels, the box where its evidence lies) is dotted, "≈" on its tag.
 
 import { imageUrl } from "../api.js";
 import { h, s } from "../dom.js";
@@ -26,14 +27,17 @@ function drawn(p, i, width, height, stroke, size) {
   const whole = p.extent === "photo";
   const b = whole ? { x1: stroke / 2, y1: stroke / 2, x2: width - stroke / 2, y2: height - stroke / 2 } : p.box;
   const tagY = whole ? stroke : Math.max(0, b.y1 - size * 1.3);
-  const text = `${i + 1} ${formatScore(p.score)}${whole ? ` · ${t("extentPhoto")}` : ""}`;
+  const approx = p.extent === "approx";
+  const text = `${i + 1} ${approx ? "≈ " : ""}${formatScore(p.score)}${whole ? ` · ${t("extentPhoto")}` : ""}`;
+  const dashes = whole ? `${stroke * 4} ${stroke * 2}` : approx ? `${stroke} ${stroke * 1.5}` : null;
+  const note = whole ? ` (${t("extentPhoto")})` : approx ? ` (${t("extentApprox")})` : "";
   return s(
     "g",
-    { class: `box t-${p.type}${whole ? " whole" : ""}` },
-    s("rect", { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1, "stroke-width": stroke, ...(whole ? { "stroke-dasharray": `${stroke * 4} ${stroke * 2}` } : {}) }),
-    s("rect", { class: "tag", x: b.x1, y: tagY, width: whole ? tagWidth(text, size) : size * 4.2, height: size * 1.3 }),
+    { class: `box t-${p.type}${whole ? " whole" : ""}${approx ? " approx" : ""}` },
+    s("rect", { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1, "stroke-width": stroke, ...(dashes ? { "stroke-dasharray": dashes } : {}) }),
+    s("rect", { class: "tag", x: b.x1, y: tagY, width: whole || approx ? tagWidth(text, size) : size * 4.2, height: size * 1.3 }),
     s("text", { x: b.x1 + size * 0.25, y: tagY + size, "font-size": size }, text),
-    s("title", {}, `${typeName(p.type)} ${formatScore(p.score)}${whole ? ` (${t("extentPhoto")})` : ""}`),
+    s("title", {}, `${typeName(p.type)} ${formatScore(p.score)}${note}`),
   );
 }
 
