@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    """A copy of the package's registry: v1 to v4 with their real ONNX files, v4 promoted."""
+    """A copy of the package's registry: v1 to v5 with their real ONNX files, v4 promoted (v5 registered only)."""
     root = tmp_path / "registry"
     root.mkdir()
     shutil.copyfile(PACKAGE_DIR / "registry.json", root / "registry.json")
@@ -57,10 +57,10 @@ def test_concurrent_promotions_all_land_in_the_history(registry: Path) -> None:
     """8 promotions run at once: each re-reads the registry under the lock, so none overwrites another's."""
     data = json.loads((registry / "registry.json").read_text())
     source = {v["version"]: v for v in data["versions"]}
-    for n in range(5, 11):  # v5..v10: more versions, the files of v1..v3
+    for n in range(6, 12):  # v6..v11: more versions, the files of v1..v3
         data["versions"].append({**source[f"v{n % 3 + 1}"], "version": f"v{n}"})
     (registry / "registry.json").write_text(json.dumps(data, indent=2))
-    targets = ["v1", "v2", *(f"v{n}" for n in range(5, 11))]
+    targets = ["v1", "v2", *(f"v{n}" for n in range(6, 12))]
     env = {**os.environ, "YOLO_OFFLINE": "1", "ENVWATCH_MODEL_REGISTRY": "/nonexistent"}
     command = [sys.executable, "-m", "inference_api.cli", "models", "--registry", str(registry), "promote"]
     runs = [subprocess.Popen([*command, t], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -127,10 +127,10 @@ def test_add_refuses_a_version_name_that_is_not_a_folder_name(
 
 
 def test_add_with_a_missing_checkpoint_leaves_nothing(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert models(registry, "add", "v5", "--checkpoint", "nope.pt", "--dataset", "DS") == 2
+    assert models(registry, "add", "v6", "--checkpoint", "nope.pt", "--dataset", "DS") == 2
     out, err = capsys.readouterr()
     assert out == "" and "nope.pt" in err
-    assert sorted(p.name for p in (registry / "versions").iterdir()) == ["v1", "v2", "v3", "v4"]
+    assert sorted(p.name for p in (registry / "versions").iterdir()) == ["v1", "v2", "v3", "v4", "v5"]
 
 
 def test_add_with_a_corrupt_checkpoint_leaves_nothing(
