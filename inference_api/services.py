@@ -412,10 +412,10 @@ def persist_inspection(
     try:
         with transaction(state.sessions) as session:
             now = utcnow()
-            store_images(session, state.images, analysed)
             inspection = meta.new_inspection(principal.name, now)
             session.add(inspection)
-            session.flush()
+            session.flush()  # first: under SQLite a savepoint opening a transaction commits when released
+            store_images(session, state.images, analysed)
             for position, item in enumerate(analysed):
                 raised += add_file_rows(session, state, inspection.id, position, item, principal.name, now, meta.device)
             session.flush()
