@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -34,9 +33,10 @@ import yaml  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 from ultralytics.nn.modules import Conv  # noqa: E402
 
-from model.images import TRAINING_SUFFIXES  # noqa: E402
-from model.runtime import letterbox  # noqa: E402
+from model.images import TRAINING_SUFFIXES, load_image_file  # noqa: E402
+from training.evaluate import evenly_spaced  # noqa: E402
 from training.partial_labels import PartialLabelDetectionModel  # noqa: E402
+from training.photo_features import detector_input  # noqa: E402
 
 ARCHITECTURE = "yolov5n.yaml"
 """Ultralytics' YOLOv5u-n: what every envwatch detector so far was trained as (training/train.py)."""
@@ -56,47 +56,42 @@ def calibration_photos(data_yaml: Path, count: int = CALIBRATION_PHOTOS) -> list
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in TRAINING_SUFFIXES)
     if not photos:
         raise ValueError(f"no training photos in {folder} to calibrate the rebuilt BatchNorms on")
-    step = max(len(photos) / count, 1.0)
-    return [photos[int(i * step)] for i in range(min(count, len(photos)))]
+    return evenly_spaced(photos, count, key=lambda _photo: folder)
 
 
 def photo_batches(photos: Sequence[Path], size: tuple[int, int], batch: int = 16):
+    """The photos as the runtime feeds them to the detector (letterboxed, RGB, 0..1), `batch` at a time."""
     for start in range(0, len(photos), batch):
-        pixels = []
-        for path in photos[start : start + batch]:
-            image = cv2.imread(str(path))
-            if image is None:
-                raise ValueError(f"cannot read calibration photo {path}")
-            boxed, _ = letterbox(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
-            pixels.append(boxed.transpose(2, 0, 1).astype(np.float32) / 255.0)
-        yield torch.from_numpy(np.stack(pixels))
+        chunk = photos[start : start + batch]
+        yield torch.from_numpy(np.stack([detector_input(load_image_file(p).pixels, size) for p in chunk]))
 
 
 @torch.no_grad()
 def _calibrate(model: PartialLabelDetectionModel, photos: Sequence[Path], size: tuple[int, int]) -> None:
     """Give every BatchNorm the statistics of its convolution's output on `photos`, keeping BN(z) = z + bias."""
     convs = {prefix: m for prefix, m in model.named_modules() if isinstance(m, Conv)}
-    sums: dict[str, list[torch.Tensor]] = {p: [torch.zeros(0)] * 3 for p in convs}
-    hooks = []
-    for prefix, module in convs.items():
+    count = dict.fromkeys(convs, 0)
+    total = {p: torch.zeros(m.conv.out_channels, dtype=torch.float64) for p, m in convs.items()}
+    squares = {p: torch.zeros(m.conv.out_channels, dtype=torch.float64) for p, m in convs.items()}
 
-        def record(_module, _inputs, z: torch.Tensor, prefix: str = prefix) -> None:
+    def recorder(prefix: str):
+        def record(_module, _inputs, z: torch.Tensor) -> None:
             z = z.double()
-            n, s1, s2 = sums[prefix]
-            count = torch.tensor(float(z.numel() // z.shape[1]), dtype=torch.float64)
-            total, squares = z.sum(dim=(0, 2, 3)), (z * z).sum(dim=(0, 2, 3))
-            sums[prefix] = [count, total, squares] if n.numel() == 0 else [n + count, s1 + total, s2 + squares]
+            count[prefix] += z.numel() // z.shape[1]
+            total[prefix] += z.sum(dim=(0, 2, 3))
+            squares[prefix] += (z * z).sum(dim=(0, 2, 3))
 
-        hooks.append(module.conv.register_forward_hook(record))
+        return record
+
+    hooks = [module.conv.register_forward_hook(recorder(prefix)) for prefix, module in convs.items()]
     model.eval()
     for pixels in photo_batches(photos, size):
         model(pixels)
     for hook in hooks:
         hook.remove()
     for prefix, module in convs.items():
-        n, s1, s2 = sums[prefix]
-        mean = s1 / n
-        var = (s2 / n - mean * mean).clamp(min=0)
+        mean = total[prefix] / count[prefix]
+        var = (squares[prefix] / count[prefix] - mean * mean).clamp(min=0)
         bn, bias = module.bn, module.bn.bias.detach().double()
         bn.running_mean.copy_(mean)
         bn.running_var.copy_(var)
