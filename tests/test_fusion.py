@@ -91,7 +91,8 @@ def val_results(problem: str, web_scores: list[float]) -> list:
 
     def result(name: str, shows: frozenset[str], photo_level: bool, score: float) -> PhotoResult:
         photo = Photo("val", "web" if photo_level else "frames", name, Path(name), shows, photo_level)
-        return PhotoResult(photo, frozenset({problem}), {problem: score}, frozenset())
+        labels = {"burning": "fire", "exposed_garbage": "exposed_garbage"}
+        return PhotoResult(photo, frozenset({problem}), {problem: score}, frozenset(), {labels[problem]: 0.9})
 
     positives = [result(f"p{i}.jpg", frozenset({problem}), False, 0.9 if i < 8 else 0.3) for i in range(10)]
     return positives + [result(f"w{i}.jpg", frozenset(), True, s) for i, s in enumerate(web_scores)]
@@ -112,3 +113,26 @@ def test_the_rule_keeps_web_false_alarms_within_the_types_cap(problem: str, web_
     assert chosen["caps"]["web"] == web_cap and chosen["recall"] == pytest.approx(1.0 if burning else 0.8)
     assert chosen["false_alarms"]["web"] == pytest.approx(0.08 if burning else 0.0)
     assert (chosen["veto"] > 0.3) is not burning
+
+
+def test_box_thresholds_are_chosen_with_the_veto() -> None:
+    """Weak boxes on every photo (score 0.2), and a classifier that tells them apart (0.2 on the fire
+    photos, 0.05 on the sunsets) but never confidently enough for a whole-photo problem: only a
+    box threshold at or below 0.2 together with a veto above 0.05 keeps all the fire and none of
+    the sunsets. A threshold chosen beforehand at the usual 0.25 would have found no fire at all."""
+    from pathlib import Path
+
+    from training.scene import CAPS, Photo, PhotoResult, choose_rule
+
+    def result(name: str, fire: bool, score: float) -> PhotoResult:
+        photo = Photo("val", "web", name, Path(name), frozenset({"burning"} if fire else ()), not fire)
+        return PhotoResult(photo, frozenset(), {"burning": score}, frozenset(), {"fire": 0.2})
+
+    results = [result(f"f{i}.jpg", True, 0.2) for i in range(10)] + [
+        result(f"s{i}.jpg", False, 0.05) for i in range(20)
+    ]
+    chosen = choose_rule(results, "burning", CAPS)
+    assert chosen["thresholds"]["fire"] == pytest.approx(0.2)
+    assert chosen["veto"] == pytest.approx(0.06) and chosen["photo"] > 1.0
+    assert chosen["recall"] == pytest.approx(1.0) and chosen["false_alarms"]["web"] == pytest.approx(0.0)
+    assert chosen["detector_alone"]["recall"] == pytest.approx(0.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ from model.fusion import FusionRule, family_of
 from model.images import load_image_file
 from model.problems import problems_from
 from model.runtime import Detector
+from model.taxonomy import DETECTOR_LABELS
 from training.cache import cache_dir
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
 from training.evaluate import evenly_spaced
@@ -58,17 +60,21 @@ DETECTOR_INPUT = (416, 416)
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
 """Weight decay per head, chosen on val by average precision: frozen features, so this is the only knob."""
 FUSION_METHOD = (
-    "per problem type, the (veto, photo) pair on the grids (veto 0..0.5 step 0.02, photo 0.30..0.99 step 0.01 or "
-    "never) with the best val recall while the false-alarm rate stays within its cap on each group of val negatives "
+    "per problem type, the detector's box threshold for each of its labels (0.05..0.60 step 0.05) and the (veto, "
+    "photo) pair on the grids (veto 0..0.5 step 0.02, photo 0.30..0.99 step 0.01 or never), chosen together, with "
+    "the best val recall while the false-alarm rate stays within its cap on each group of val negatives "
     "(photos showing nothing of the type's family): no-problem frames of box-labelled sources where the type occurs "
     "(cap 0.05), photo-level web photos such as sunsets and lamps (cap 0.10 for burning, 0.05 for the garbage "
     "types), all other photos (cap 0.05); least "
-    "total excess first where no pair meets the caps; ties: fewer false alarms, then higher photo and lower veto"
+    "total excess first where no rule meets the caps; ties: fewer false alarms, then higher photo, lower veto and "
+    "higher box thresholds"
 )
 """The fusion rule may flag at most this share of val photos without the problem (see `choose_fusion`)."""
 VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
 PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), 1.01), 2)
 """1.01: never raise a whole-photo problem."""
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.601, 0.05), 2)
+"""Box thresholds the fusion choice tries per detector label; val photos run at its first value (`run_photos`)."""
 
 
 @dataclass(frozen=True)
@@ -402,6 +408,9 @@ class PhotoResult:
     scene: dict[str, float]
     fused: frozenset[str]
     """Problem types the model raises as shipped (fusion included)."""
+    box_scores: dict[str, float]
+    """Per detector label, its best box's score (boxes down to `THRESHOLD_GRID[0]`): what a box threshold
+    of the label would keep."""
 
 
 def run_photos(detector: Detector, photos: Sequence[Photo], desc: str = "photos") -> list[PhotoResult]:
@@ -410,11 +419,16 @@ def run_photos(detector: Detector, photos: Sequence[Photo], desc: str = "photos"
     with tqdm(total=len(photos), desc=desc, unit="img", disable=None, file=sys.stderr) as progress:
         for start in range(0, len(photos), BATCH):
             chunk = photos[start : start + BATCH]
-            found = detector.detect([load_image_file(p.path).pixels for p in chunk], batch_size=BATCH)
+            images = [load_image_file(p.path).pixels for p in chunk]
+            found = detector.detect(images, conf=float(THRESHOLD_GRID[0]), batch_size=BATCH)
             for photo, detections in zip(chunk, found, strict=True):
-                boxed = frozenset(p.type for p in problems_from(detections))
-                fused = frozenset(p.type for p in detector.problems(detections))
-                results.append(PhotoResult(photo, boxed, dict(detections.scene), fused))
+                shipped = detections.with_min_scores(detector.thresholds)
+                boxed = frozenset(p.type for p in problems_from(shipped))
+                fused = frozenset(p.type for p in detector.problems(shipped))
+                best: dict[str, float] = {}
+                for label, score in zip(detections.labels, detections.scores.tolist(), strict=True):
+                    best[label] = max(best.get(label, 0.0), score)
+                results.append(PhotoResult(photo, boxed, dict(detections.scene), fused, best))
             progress.update(len(chunk))
     return results
 
@@ -447,16 +461,23 @@ def negative_groups(results: Sequence[PhotoResult], problem: str) -> dict[str, n
 
 
 def choose_rule(results: Sequence[PhotoResult], problem: str, caps: Mapping[str, float] = CAPS) -> dict:
-    """The (veto, photo) pair on the grids with the best val recall for `problem` within the false-alarm caps.
+    """Box thresholds for `problem`'s detector labels and the (veto, photo) pair, chosen together on the grids:
+    the best val recall for `problem` within the false-alarm caps.
 
-    Each group of negatives (`negative_groups`) is held to its cap; where no pair keeps all within
-    them, the least total excess wins. Ties: fewer false alarms, then the higher photo threshold and
-    the lower veto (the rule closest to the detector alone).
+    Chosen together because the veto can only take boxes away: a box threshold chosen beforehand (by
+    F1) fixes recall before the classifier has a say, where a lower one with a veto may keep more
+    of the problem at the same false alarms. Each group of negatives (`negative_groups`) is held to
+    its cap; where no rule keeps all within them, the least total excess wins. Ties: fewer false
+    alarms, then the higher photo threshold, the lower veto and the higher box thresholds (the rule
+    closest to the detector alone, with the fewest stray boxes).
     """
     positive = np.array([problem in r.photo.shows for r in results])
     groups = negative_groups(results, problem)
     negative = np.logical_or.reduce(list(groups.values()))
-    box = np.array([problem in r.boxed for r in results])
+    labels = [label.key for label in DETECTOR_LABELS if label.problem == problem]
+    label_scores = np.array([[r.box_scores.get(label, 0.0) for label in labels] for r in results]).reshape(
+        -1, len(labels)
+    )
     # A box of another type of the family (before that type's own veto, which this choice does not
     # know yet) keeps the photo from a whole-photo problem of this type, as model/fusion.py does.
     kin = np.array([bool((family_of(problem) - {problem}) & r.boxed) for r in results])
@@ -466,17 +487,26 @@ def choose_rule(results: Sequence[PhotoResult], problem: str, caps: Mapping[str,
         return {name: float(flagged[g].mean()) if g.any() else None for name, g in groups.items()}
 
     best_key, best = None, {}
-    for veto in VETO_GRID:
-        kept = box & (score >= veto)
-        for photo in PHOTO_GRID:
-            flagged = kept | ((score >= photo) & ~kin)
-            fa = rates_of(flagged)
-            excess = sum(max(0.0, (fa[name] or 0.0) - cap) for name, cap in caps.items())
-            recall = flagged[positive].mean() if positive.any() else 0.0
-            key = (-round(excess, 6), round(recall, 6), -int(flagged[negative].sum()), photo, -veto)
-            if best_key is None or key > best_key:
-                best_key = key
-                best = {"veto": float(veto), "photo": float(photo), "recall": float(recall), "false_alarms": fa}
+    for thresholds in itertools.product(THRESHOLD_GRID, repeat=len(labels)):
+        box = (label_scores >= np.array(thresholds)).any(axis=1)
+        for veto in VETO_GRID:
+            kept = box & (score >= veto)
+            for photo in PHOTO_GRID:
+                flagged = kept | ((score >= photo) & ~kin)
+                fa = rates_of(flagged)
+                excess = sum(max(0.0, (fa[name] or 0.0) - cap) for name, cap in caps.items())
+                recall = flagged[positive].mean() if positive.any() else 0.0
+                key = (-round(excess, 6), round(recall, 6), -int(flagged[negative].sum()), photo, -veto, thresholds)
+                if best_key is None or key > best_key:
+                    best_key = key
+                    best = {
+                        "thresholds": {label: float(t) for label, t in zip(labels, thresholds, strict=True)},
+                        "veto": float(veto),
+                        "photo": float(photo),
+                        "recall": float(recall),
+                        "false_alarms": fa,
+                    }
+    box = np.array([problem in r.boxed for r in results])
     best["detector_alone"] = {
         "recall": float(box[positive].mean()) if positive.any() else None,
         "false_alarms": rates_of(box),
@@ -547,7 +577,16 @@ def attach(
     val = run_photos(Detector(out), read_photos(data, ["val"], limit), desc="choose fusion on val")
     choice = {problem: choose_rule(val, problem, caps_for(problem)) for problem in heads.types}
     rules = {problem: FusionRule(c["veto"], c["photo"]) for problem, c in choice.items()}
-    write_metadata(out, {"envwatch.fusion": {problem: rule.as_dict() for problem, rule in rules.items()}})
+    thresholds = dict(meta["envwatch.thresholds"])
+    for c in choice.values():
+        thresholds.update(c["thresholds"])
+    write_metadata(
+        out,
+        {
+            "envwatch.thresholds": thresholds,
+            "envwatch.fusion": {problem: rule.as_dict() for problem, rule in rules.items()},
+        },
+    )
     return {
         "model": version,
         "path": out,
@@ -600,7 +639,11 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "attach":
             record = attach(args.detector, args.heads, args.data, args.out, args.version)
             for problem, rule in record["fusion"].items():
-                print(f"{problem}: veto {rule['veto']:.2f}, photo {rule['photo']:.2f}, val recall {rule['recall']:.3f}")
+                boxes = ", ".join(f"{label} {t:.2f}" for label, t in rule["thresholds"].items())
+                print(
+                    f"{problem}: boxes {boxes}; veto {rule['veto']:.2f}, photo {rule['photo']:.2f}, "
+                    f"val recall {rule['recall']:.3f}"
+                )
             _write(args.record, {**record, "path": str(record["path"])})
             print(f"model written: {args.out}")
             return 0
