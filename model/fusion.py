@@ -38,6 +38,10 @@ FAMILIES: tuple[frozenset[str], ...] = (
 confuse an overflowing bin with the loose garbage beside it)."""
 
 
+NEVER = 1.01
+"""A `photo` threshold no classifier score reaches: the type never raises a whole-photo problem."""
+
+
 def family_of(problem: str) -> frozenset[str]:
     return next((family for family in FAMILIES if problem in family), frozenset({problem}))
 
@@ -54,12 +58,17 @@ class FusionRule:
 
 
 def read_rules(raw: Mapping[str, Mapping[str, float]]) -> dict[str, FusionRule]:
-    """Rules from the model's metadata, checked: a score outside 0..1 would silently veto or raise everything."""
+    """Rules from the model's metadata, checked: a veto outside 0..1 would silently veto or keep every box, and a
+    photo threshold below 0 would raise every photo (`NEVER`, just above 1, is how a rule says "no whole-photo
+    problem")."""
     rules = {}
     for problem, values in raw.items():
         veto, photo = float(values["veto"]), float(values["photo"])
-        if not (0.0 <= veto <= 1.0 and 0.0 <= photo <= 1.0):
-            raise ValueError(f"fusion rule for {problem}: veto and photo must be within 0..1, got {veto}, {photo}")
+        if not (0.0 <= veto <= 1.0 and 0.0 <= photo <= NEVER):
+            raise ValueError(
+                f"fusion rule for {problem}: veto must be within 0..1 and photo within 0..{NEVER} (never), "
+                f"got {veto}, {photo}"
+            )
         rules[problem] = FusionRule(veto, photo)
     return rules
 

@@ -72,6 +72,15 @@ def test_rules_outside_zero_to_one_are_refused(raw) -> None:
         read_rules(raw)
 
 
+def test_a_rule_that_never_raises_a_whole_photo_problem_loads() -> None:
+    """`attach` chooses `NEVER` where whole-photo problems only add false alarms (v6's exposed garbage):
+    the model must load, and a photo the classifier is certain of, with no box, raises nothing."""
+    from model.fusion import NEVER
+
+    rules = read_rules({"burning": {"veto": 0.2, "photo": NEVER}})
+    assert problems_from(found({"burning": 1.0}), fusion=rules) == []
+
+
 def test_a_box_of_the_family_keeps_its_kin_from_a_whole_photo_problem() -> None:
     """An overflowing bin with a box is the photo's garbage: no "exposed garbage somewhere" beside it."""
     overflow = LABEL_NAMES.index("overflowing_garbage")

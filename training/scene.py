@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from model.fusion import FusionRule, family_of
+from model.fusion import NEVER, FusionRule, family_of
 from model.images import load_image_file
 from model.problems import problems_from
 from model.runtime import Detector
@@ -71,8 +71,8 @@ FUSION_METHOD = (
 )
 """The fusion rule may flag at most this share of val photos without the problem (see `choose_fusion`)."""
 VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
-PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), 1.01), 2)
-"""1.01: never raise a whole-photo problem."""
+PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), NEVER), 2)
+"""Its last value, `NEVER`: no whole-photo problem for the type."""
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.601, 0.05), 2)
 """Box thresholds the fusion choice tries per detector label; val photos run at its first value (`run_photos`)."""
 
