@@ -5,8 +5,8 @@ a classifier on a pretrained ImageNet backbone says per problem type how likely 
 whole shows it (`Detections.scene`). The detector learned our few cameras; the backbone has seen
 a million photos, so it knows a sunset from a fire and a heap of bags from a wall far better.
 Per problem type the rule has two numbers, chosen on val and written into the model's metadata
-(`envwatch scene attach`, training/scene.py, which from v6 on chooses the detector's box
-thresholds for the type's labels together with them):
+(`envwatch scene attach`, training/scene.py, which also chooses the detector's box thresholds
+for the type's labels together with them; v4's and v5's were chosen beforehand, by F1):
 
 - `veto`: boxes of the type are dropped when the classifier scores the photo below it. A box
   on a sunset, a lamp or steam needs the classifier not to say "clearly no burning here".

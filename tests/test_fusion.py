@@ -8,7 +8,7 @@ import pytest
 from model.detections import Detections
 from model.fusion import FusionRule, read_rules
 from model.problems import problems_from
-from model.taxonomy import LABEL_NAMES
+from model.taxonomy import LABEL_NAMES, trainable_labels
 
 FIRE, SMOKE, BIN = LABEL_NAMES.index("fire"), LABEL_NAMES.index("smoke"), LABEL_NAMES.index("garbage_bin")
 RULES = {"burning": FusionRule(veto=0.2, photo=0.8), "exposed_garbage": FusionRule(veto=0.1, photo=0.6)}
@@ -73,7 +73,7 @@ def test_rules_outside_zero_to_one_are_refused(raw) -> None:
 
 
 def test_a_rule_that_never_raises_a_whole_photo_problem_loads() -> None:
-    """`attach` chooses `NEVER` where whole-photo problems only add false alarms (v6's exposed garbage):
+    """`attach` chooses `NEVER` where whole-photo problems only add false alarms (exposed garbage on v5's detector):
     the model must load, and a photo the classifier is certain of, with no box, raises nothing."""
     from model.fusion import NEVER
 
@@ -100,8 +100,8 @@ def val_results(problem: str, web_scores: list[float]) -> list:
 
     def result(name: str, shows: frozenset[str], photo_level: bool, score: float) -> PhotoResult:
         photo = Photo("val", "web" if photo_level else "frames", name, Path(name), shows, photo_level)
-        labels = {"burning": "fire", "exposed_garbage": "exposed_garbage"}
-        return PhotoResult(photo, frozenset({problem}), {problem: score}, frozenset(), {labels[problem]: 0.9})
+        box_scores = {trainable_labels(problem)[0]: 0.9}
+        return PhotoResult(photo, frozenset({problem}), {problem: score}, frozenset(), box_scores)
 
     positives = [result(f"p{i}.jpg", frozenset({problem}), False, 0.9 if i < 8 else 0.3) for i in range(10)]
     return positives + [result(f"w{i}.jpg", frozenset(), True, s) for i, s in enumerate(web_scores)]

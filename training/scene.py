@@ -44,7 +44,7 @@ from model.fusion import NEVER, FusionRule, family_of
 from model.images import load_image_file
 from model.problems import problems_from
 from model.runtime import Detector
-from model.taxonomy import DETECTOR_LABELS
+from model.taxonomy import trainable_labels
 from training.cache import cache_dir
 from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
 from training.evaluate import evenly_spaced
@@ -69,7 +69,7 @@ FUSION_METHOD = (
     "total excess first where no rule meets the caps; ties: fewer false alarms, then higher photo, lower veto and "
     "higher box thresholds"
 )
-"""The fusion rule may flag at most this share of val photos without the problem (see `choose_fusion`)."""
+"""The fusion rule may flag at most this share of val photos without the problem (see `choose_rule`)."""
 VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
 PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), NEVER), 2)
 """Its last value, `NEVER`: no whole-photo problem for the type."""
@@ -474,7 +474,7 @@ def choose_rule(results: Sequence[PhotoResult], problem: str, caps: Mapping[str,
     positive = np.array([problem in r.photo.shows for r in results])
     groups = negative_groups(results, problem)
     negative = np.logical_or.reduce(list(groups.values()))
-    labels = [label.key for label in DETECTOR_LABELS if label.problem == problem]
+    labels = trainable_labels(problem)
     label_scores = np.array([[r.box_scores.get(label, 0.0) for label in labels] for r in results]).reshape(
         -1, len(labels)
     )
