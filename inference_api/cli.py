@@ -94,7 +94,7 @@ def _add_scene(commands: argparse._SubParsersAction) -> None:
     evaluate = actions.add_parser("evaluate", help="photo-level recall and false alarms: detector, classifier, fused")
     evaluate.add_argument("--model", type=Path, default=None, help="ONNX model (default: the promoted one)")
     evaluate.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
-    evaluate.add_argument("--split", default="ood", choices=("val", "test", "ood"))
+    evaluate.add_argument("--split", default="ood", choices=("val", "test", "ood_val", "ood"))
     evaluate.add_argument("--out", type=Path, default=None)
     parser.set_defaults(module="training.scene", handler="main")
 

@@ -134,10 +134,44 @@ def test_the_caps_do_not_buy_recall_below_the_floor() -> None:
 
     results = val_results("exposed_garbage", [0.3] * 4 + [0.01] * 21, positives=10)
     kept = choose_rule(results, "exposed_garbage")
-    assert kept["recall_floor"] == pytest.approx(0.85) and kept["recall"] == pytest.approx(1.0)
+    assert kept["recall_floors"]["in_domain"] == pytest.approx(0.85) and kept["recall"] == pytest.approx(1.0)
     assert kept["false_alarms"]["web"] == pytest.approx(0.16)
-    capped = choose_rule(results, "exposed_garbage", floor=0.8)
+    capped = choose_rule(results, "exposed_garbage", floors={"in_domain": 0.8})
     assert capped["recall"] == pytest.approx(0.8) and capped["false_alarms"]["web"] == pytest.approx(0.0)
+
+
+def test_the_out_of_domain_val_keeps_box_thresholds_that_only_val_bears() -> None:
+    """In domain, 20 fire photos with strong boxes (0.9) and 10 no-fire frames with boxes at 0.4 that the
+    classifier cannot tell apart (all scored 0.5): a fire threshold above 0.4 meets the frames cap at
+    full in-domain recall. But the out-of-domain val's 10 fire photos box only at 0.3: that threshold
+    finds none of them. The rule holds both floors, so it keeps the weaker boxes and takes the
+    frames' false alarms instead; without out-of-domain photos it would raise the threshold."""
+    from pathlib import Path
+
+    from training.dataset import OOD_VAL
+    from training.scene import Photo, PhotoResult, choose_rule
+
+    def result(name: str, split: str, fire: bool, box: float) -> PhotoResult:
+        photo = Photo(
+            split,
+            "frames" if split == "val" else "web",
+            name,
+            Path(name),
+            frozenset({"burning"} if fire else ()),
+            False,
+        )
+        return PhotoResult(photo, frozenset(), {"burning": 0.5}, frozenset(), {"fire": box})
+
+    in_domain = [result(f"f{i}.jpg", "val", True, 0.9) for i in range(20)]
+    in_domain += [result(f"n{i}.jpg", "val", False, 0.4) for i in range(10)]
+    outside = [result(f"o{i}.jpg", OOD_VAL, True, 0.3) for i in range(10)]
+    both = choose_rule(in_domain + outside, "burning")
+    assert both["thresholds"]["fire"] <= 0.3
+    assert both["recall_by_group"] == {"in_domain": pytest.approx(1.0), "out_of_domain": pytest.approx(1.0)}
+    assert both["false_alarms"]["frames"] == pytest.approx(1.0)
+    alone = choose_rule(in_domain, "burning")
+    assert alone["thresholds"]["fire"] > 0.4 and alone["false_alarms"]["frames"] == pytest.approx(0.0)
+    assert alone["recall_by_group"] == {"in_domain": pytest.approx(1.0)}
 
 
 def test_box_thresholds_are_chosen_with_the_veto() -> None:

@@ -19,11 +19,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 
 from model.images import load_image_file
 from model.registry import Registry
 from model.runtime import Detector
-from training.dataset import OOD, PHOTO_TYPES, PHOTOS_FILE
+from training.dataset import DEFAULT_RECIPE, OOD, OOD_VAL, PHOTO_TYPES, PHOTOS_FILE
 from training.export import write_metadata
 from training.photo_features import detector_input
 from training.scene import Heads, SceneNet, attach, load_backbone, read_photos
@@ -100,12 +101,24 @@ def test_versions_without_a_classifier_still_load_and_serve(photos: list[Path]) 
 
 
 def test_the_dataset_keeps_its_out_of_domain_photos_out_of_everything_trained(built_dataset: Path) -> None:
+    """Both out-of-domain splits hold fire and no-fire photos of cair, no photo of training, and no near-twin
+    of each other (whole clusters go one way)."""
     photos = read_photos(built_dataset)
-    ood = [p for p in photos if p.split == OOD]
-    assert ood and {p.source for p in ood} == {"fire-scenes-cair"}
-    assert any("burning" in p.shows for p in ood) and any(not p.shows for p in ood)
     trained = {p.name for p in photos if p.split == "train"}
-    assert not trained & {p.name for p in ood}
+    held = {}
+    for split in (OOD_VAL, OOD):
+        held[split] = [p for p in photos if p.split == split]
+        assert held[split] and {p.source for p in held[split]} == {"fire-scenes-cair"}
+        assert any("burning" in p.shows for p in held[split]) and any(not p.shows for p in held[split])
+        assert not trained & {p.name for p in held[split]}
+    with open(built_dataset / "manifest.csv", newline="") as handle:
+        manifest = list(csv.DictReader(handle))
+    hashes = {
+        split: np.array([int(row["dhash"], 16) for row in manifest if row["split"] == split], dtype=np.uint64)
+        for split in (OOD_VAL, OOD)
+    }
+    bits = yaml.safe_load(DEFAULT_RECIPE.read_text())["split"]["near_duplicate_bits"]
+    assert np.bitwise_count(hashes[OOD_VAL][:, None] ^ hashes[OOD][None, :]).min() > bits
     assert not list((built_dataset / "images" / "train").glob("fire-scenes-cair__fire__*"))  # no boxes: classifier only
     with open(built_dataset / PHOTOS_FILE, newline="") as handle:
         rows = list(csv.DictReader(handle))

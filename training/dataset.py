@@ -27,7 +27,12 @@ from model.taxonomy import LABEL_NAMES, problem_for_label
 SPLITS = ("train", "val", "test")
 OOD = "ood"
 """Photos never trained on and never used to choose anything: the out-of-domain test (see `split_ood`)."""
-SPLIT_RANK = {OOD: -1, "test": 0, "val": 1, "train": 2}
+OOD_VAL = "ood_val"
+"""Out-of-domain photos that choose, beside val, and are never trained on: the out-of-domain val (`split_ood`).
+Val is nearly all from the cameras the detector trained on, and what it chose twice held there
+but not on photos from elsewhere."""
+ALL_SPLITS = (*SPLITS, OOD_VAL, OOD)
+SPLIT_RANK = {OOD: -1, OOD_VAL: -1, "test": 0, "val": 1, "train": 2}
 PHOTO_TYPES = ("burning", "exposed_garbage", "overflowing_garbage")
 """The problem types the shared data says yes or no to on every photo: what the photo classifier learns."""
 GENERIC_STEMS = {"img", "image", "images", "pic", "photo", "frame", "download"}
@@ -217,17 +222,22 @@ def inherit_splits(clusters: list[list[Item]], earlier: list[Item], max_bits: in
     return rest, inherited
 
 
-def split_ood(clusters: list[list[Item]], fraction: float) -> list[list[Item]]:
-    """Send `fraction` of the clusters (by a hash of their first name) to `OOD`; returns the others.
+def split_ood(clusters: list[list[Item]], fraction: float, val_fraction: float = 0.0) -> list[list[Item]]:
+    """Send `fraction` of the clusters (by a hash of their first name) out of domain; returns the others.
 
-    Whole clusters, so no near-twin of an out-of-domain photo is trained on; chosen by hash, not by
-    looking, so nothing about the photos chose them.
+    Of those, `val_fraction` (by a second hash) go to `OOD_VAL`, which chooses, and the rest to `OOD`,
+    which only reports. Whole clusters, so no near-twin of an out-of-domain photo is trained on or
+    crosses from choosing to reporting; chosen by hash, not by looking, so nothing about the photos
+    chose them. The first hash alone decides what is out of domain, so carving a val from it
+    moves no photo into or out of training.
     """
     rest = []
     for cluster in clusters:
-        if unit_hash("ood:" + min(item.name for item in cluster)) < fraction:
+        first = min(item.name for item in cluster)
+        if unit_hash("ood:" + first) < fraction:
+            split = OOD_VAL if unit_hash("ood-val:" + first) < val_fraction else OOD
             for item in cluster:
-                item.split = OOD
+                item.split = split
         else:
             rest.append(cluster)
     return rest
@@ -320,7 +330,7 @@ def label_lines(item: Item) -> list[str]:
 
 
 def write_dataset(items: list[Item], out: Path) -> Path:
-    for split in (*SPLITS, OOD):
+    for split in ALL_SPLITS:
         for kind in ("images", "labels"):
             target = out / kind / split
             target.mkdir(parents=True, exist_ok=True)
@@ -333,7 +343,7 @@ def write_dataset(items: list[Item], out: Path) -> Path:
         (out / "labels" / item.split / f"{item.name}.txt").write_text("\n".join(lines) + "\n" if lines else "")
     data = {
         "path": str(out.resolve()),
-        **{split: f"images/{split}" for split in (*SPLITS, OOD)},
+        **{split: f"images/{split}" for split in ALL_SPLITS},
         "names": dict(enumerate(LABEL_NAMES)),
     }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -403,20 +413,21 @@ def dataset_card(items: list[Item], stats: Counter, dropped: Counter, recipe: di
         "Per source and split: images, negatives (photos showing no problem), photos with a photo-level label",
         "only (no boxes: they train and score the photo classifier, not the detector), boxes per detector label,",
         f"and photos showing each problem type. Split `{OOD}` is the out-of-domain test: never trained on, never",
-        "used to choose anything.",
+        f"used to choose anything. Split `{OOD_VAL}` is the out-of-domain val: never trained on, it chooses",
+        "beside val.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for source in recipe["sources"]:
-        for split in (*SPLITS, OOD):
+        for split in ALL_SPLITS:
             row = table.get((source, split))
             if row:
                 lines.append("| " + " | ".join([source, split, *(str(row[h]) for h in header[2:])]) + " |")
     totals: Counter = Counter()
     for (_, split), row in table.items():
         totals.update({f"{split}:{k}": v for k, v in row.items()})
-    for split in (*SPLITS, OOD):
+    for split in ALL_SPLITS:
         lines.append(
             "| **all** | " + split + " | " + " | ".join(str(totals[f"{split}:{h}"]) for h in header[2:]) + " |"
         )
@@ -451,7 +462,7 @@ def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Pat
             clusters, inherited = inherit_splits(clusters, earlier, bits)
             stats[f"{source}: photos that follow a copy in an earlier source into its split"] += inherited
         if spec.get("ood_fraction"):
-            clusters = split_ood(clusters, spec["ood_fraction"])
+            clusters = split_ood(clusters, spec["ood_fraction"], spec.get("ood_val_fraction", 0.0))
         assign_cluster_splits(clusters, split)
     items, leaks = drop_leaks([item for item in items if item.split], split["near_duplicate_bits"])
     dropped += leaks
