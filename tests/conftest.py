@@ -7,6 +7,7 @@ detector exercises the real pipeline rather than a stand-in.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -77,14 +78,17 @@ def tiny_scene_onnx(built_dataset: Path, tiny_onnx: Path, tmp_path_factory: pyte
     """The tiny detector with a photo classifier merged in, trained and attached by the real code.
 
     Heads on the pretrained backbone from 8 photos per source and split (its features cached in a
-    folder of this run, not the user's cache), the fusion rule chosen on 8 val photos per source.
+    folder of this run, not the user's cache), the fusion rule chosen on 8 val photos per source; the
+    choice's record beside it, `fusion.json`.
     """
     from training.scene import attach, train
 
     root = tmp_path_factory.mktemp("scene")
     heads = root / "heads.pt"
     train(built_dataset, heads, input_size=(TINY_IMGSZ, TINY_IMGSZ), limit=8, cache_root=root / "cache")
-    return attach(tiny_onnx, heads, built_dataset, root / "tiny-scene.onnx", "tiny-scene", limit=8)["path"]
+    record = attach(tiny_onnx, heads, built_dataset, root / "tiny-scene.onnx", "tiny-scene", limit=8)
+    (root / "fusion.json").write_text(json.dumps({**record, "path": str(record["path"])}))
+    return record["path"]
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,45 @@ def test_box_thresholds_are_chosen_with_the_veto() -> None:
     assert chosen["veto"] == pytest.approx(0.06) and chosen["photo"] > 1.0
     assert chosen["recall"] == pytest.approx(1.0) and chosen["false_alarms"]["web"] == pytest.approx(0.0)
     assert chosen["detector_alone"]["recall"] == pytest.approx(0.0)
+
+
+def test_whole_photo_problems_are_chosen_with_the_kins_chosen_boxes() -> None:
+    """Ten photos of an overflowing bin with no box of it, only a weak exposed-garbage box (0.1, below the
+    shipped threshold): the classifier is sure of the bin (0.95). Counted at the shipped thresholds, the
+    bin is a whole-photo problem on all ten. But exposed garbage's own choice lowers its threshold to
+    0.1 for ten photos of loose garbage boxed just as weakly, and then its box is the photo's garbage:
+    the shipped model raises no whole-photo bin there. The rules settle on what it really does."""
+    from pathlib import Path
+
+    from training.scene import Photo, PhotoResult, choose_rule, choose_rules
+
+    def result(name: str, shows: set[str], scene: dict[str, float], boxes: dict[str, float]) -> PhotoResult:
+        photo = Photo("val", "garbage", name, Path(name), frozenset(shows), False)
+        return PhotoResult(photo, frozenset(), scene, frozenset(), boxes)
+
+    bins = [
+        result(
+            f"b{i}.jpg",
+            {"overflowing_garbage"},
+            {"overflowing_garbage": 0.95, "exposed_garbage": 0.5},
+            {"exposed_garbage": 0.1},
+        )
+        for i in range(10)
+    ]
+    loose = [
+        result(
+            f"l{i}.jpg",
+            {"exposed_garbage"},
+            {"overflowing_garbage": 0.1, "exposed_garbage": 0.5},
+            {"exposed_garbage": 0.1},
+        )
+        for i in range(10)
+    ]
+    empty = [result(f"e{i}.jpg", set(), {"overflowing_garbage": 0.01, "exposed_garbage": 0.01}, {}) for i in range(20)]
+    results = bins + loose + empty
+    assert choose_rule(results, "overflowing_garbage")["recall"] == pytest.approx(1.0)
+    rules = choose_rules(results, ["exposed_garbage", "overflowing_garbage"])
+    assert rules["exposed_garbage"]["thresholds"]["exposed_garbage"] == pytest.approx(0.1)
+    assert rules["exposed_garbage"]["recall"] == pytest.approx(1.0)
+    assert rules["overflowing_garbage"]["recall"] == pytest.approx(0.0)
+    assert rules["overflowing_garbage"]["settled"] and rules["overflowing_garbage"]["rounds"] == 3

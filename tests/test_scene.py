@@ -155,3 +155,20 @@ def test_damaged_classifier_metadata_is_refused(
     with pytest.raises(ValueError, match=message):
         Detector.load(broken)
     assert onnx.load(str(tiny_scene_onnx)).graph.output[-1].name == "scene"  # the original is untouched
+
+
+def test_the_choice_record_says_what_the_attached_model_does(tiny_scene_onnx: Path, built_dataset: Path) -> None:
+    """The rates `attach` chose by are those of the model it wrote, run as scan and the service run it
+    (box thresholds, veto, whole-photo problems and their kin all as shipped), on the photos it chose on."""
+    from training.scene import CHOOSING_SPLITS, negative_groups, positive_groups, run_photos
+
+    record = json.loads((tiny_scene_onnx.parent / "fusion.json").read_text())
+    results = run_photos(Detector.load(tiny_scene_onnx), read_photos(built_dataset, CHOOSING_SPLITS, limit=8))
+    for problem, chosen in record["fusion"].items():
+        flagged = np.array([problem in r.fused for r in results])
+        positives = {name: g for name, g in positive_groups(results, problem).items() if g.any()}
+        assert chosen["recall_by_group"] == {name: pytest.approx(flagged[g].mean()) for name, g in positives.items()}
+        negatives = negative_groups(results, problem)
+        assert chosen["false_alarms"] == {
+            name: pytest.approx(flagged[g].mean()) if g.any() else None for name, g in negatives.items()
+        }

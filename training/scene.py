@@ -487,11 +487,27 @@ def negative_groups(results: Sequence[PhotoResult], problem: str) -> dict[str, n
     return {"frames": frames, "web": web, "other": negative & ~web & ~frames}
 
 
+def label_scores_of(results: Sequence[PhotoResult], problem: str) -> np.ndarray:
+    """Per photo and detector label of `problem`, its best box score (0 without a box)."""
+    labels = trainable_labels(problem)
+    return np.array([[r.box_scores.get(label, 0.0) for label in labels] for r in results]).reshape(-1, len(labels))
+
+
+def kept_boxes(
+    results: Sequence[PhotoResult], problem: str, thresholds: Mapping[str, float], veto: float
+) -> np.ndarray:
+    """Per photo: whether a box of `problem` passes `thresholds` (per label) and the veto, as shipped."""
+    limits = np.array([thresholds[label] for label in trainable_labels(problem)])
+    score = np.array([r.scene[problem] for r in results])
+    return (label_scores_of(results, problem) >= limits).any(axis=1) & (score >= veto)
+
+
 def choose_rule(
     results: Sequence[PhotoResult],
     problem: str,
     caps: Mapping[str, float] | None = None,
     floors: Mapping[str, float] | None = None,
+    kin_rules: Mapping[str, Mapping] | None = None,
 ) -> dict:
     """Box thresholds for `problem`'s detector labels and the (veto, photo) pair, chosen together on the grids.
 
@@ -506,6 +522,10 @@ def choose_rule(
     in-domain caps with box thresholds that only its cameras bear. Ties: fewer false alarms, then
     the higher photo threshold, the lower veto and the higher box thresholds (the rule closest to
     the detector alone, with the fewest stray boxes).
+
+    `kin_rules`: the rules already chosen for the other types of the family (`choose_rules`), whose
+    boxes, once thresholded and vetoed, keep a photo from a whole-photo problem of this type; a
+    type without one counts its boxes at the shipped thresholds.
     """
     caps = caps_for(problem) if caps is None else caps
     floors = RECALL_FLOORS[problem] if floors is None else floors
@@ -514,12 +534,15 @@ def choose_rule(
     negative = np.logical_or.reduce(list(groups.values()))
     found_in = {name: g for name, g in positive_groups(results, problem).items() if g.any()}
     labels = trainable_labels(problem)
-    label_scores = np.array([[r.box_scores.get(label, 0.0) for label in labels] for r in results]).reshape(
-        -1, len(labels)
-    )
-    # A box of another type of the family (before that type's own veto, which this choice does not
-    # know yet) keeps the photo from a whole-photo problem of this type, as model/fusion.py does.
-    kin = np.array([bool((family_of(problem) - {problem}) & r.boxed) for r in results])
+    label_scores = label_scores_of(results, problem)
+    # A box of another type of the family keeps the photo from a whole-photo problem of this type, as
+    # model/fusion.py does.
+    kin = np.zeros(len(results), dtype=bool)
+    for other in sorted(family_of(problem) - {problem}):
+        if kin_rules and other in kin_rules:
+            kin |= kept_boxes(results, other, kin_rules[other]["thresholds"], kin_rules[other]["veto"])
+        else:
+            kin |= np.array([other in r.boxed for r in results], dtype=bool)
     score = np.array([r.scene[problem] for r in results])
 
     def rates_of(flagged: np.ndarray) -> dict[str, float | None]:
@@ -570,6 +593,32 @@ def choose_rule(
         }
     )
     return best
+
+
+KIN_ROUNDS = 5
+"""At most this many rounds of `choose_rules` before it settles for the last."""
+
+
+def choose_rules(results: Sequence[PhotoResult], problems: Sequence[str]) -> dict[str, dict]:
+    """`choose_rule` for each type, again with the family's rules from the round before, until no rule changes.
+
+    A type's whole-photo problems depend on its kin's boxes, which depend on the kin's own chosen
+    thresholds and veto: the first round counts them at the shipped thresholds, each next round at
+    the rules the round before chose, so the record's numbers are what the shipped model does.
+    """
+    choice = {problem: choose_rule(results, problem) for problem in problems}
+    rounds, settled = 1, False
+    while not settled and rounds < KIN_ROUNDS:
+        again = {problem: choose_rule(results, problem, kin_rules=choice) for problem in problems}
+        settled = all(_rule_of(again[p]) == _rule_of(choice[p]) for p in problems)
+        choice, rounds = again, rounds + 1
+    for record in choice.values():
+        record.update({"rounds": rounds, "settled": settled})
+    return choice
+
+
+def _rule_of(record: dict) -> tuple:
+    return record["veto"], record["photo"], tuple(sorted(record["thresholds"].items()))
 
 
 def photo_metrics(results: Sequence[PhotoResult], rules: Mapping[str, FusionRule]) -> dict:
@@ -628,7 +677,7 @@ def attach(
     scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": BACKBONE, "size": SCENE_SIZE}
     write_metadata(out, {"envwatch.version": version, "envwatch.scene": scene, "envwatch.fusion": {}})
     val = run_photos(Detector(out), read_photos(data, CHOOSING_SPLITS, limit), desc="choose fusion on val and ood_val")
-    choice = {problem: choose_rule(val, problem) for problem in heads.types}
+    choice = choose_rules(val, heads.types)
     rules = {problem: FusionRule(c["veto"], c["photo"]) for problem, c in choice.items()}
     thresholds = dict(meta["envwatch.thresholds"])
     for c in choice.values():
