@@ -172,3 +172,23 @@ def test_the_choice_record_says_what_the_attached_model_does(tiny_scene_onnx: Pa
         assert chosen["false_alarms"] == {
             name: pytest.approx(flagged[g].mean()) if g.any() else None for name, g in negatives.items()
         }
+
+
+def test_a_version_with_a_classifier_gives_back_its_detector_exactly(tiny_onnx: Path, tiny_scene_onnx: Path) -> None:
+    """`attach` may start from a shipped version (v6 is v5's networks under a new choice): the detector taken
+    out of the merged file answers as the detector did, and keeps no trace of the old classifier's rule."""
+    import onnxruntime as ort
+
+    from training.scene import detector_graph
+
+    alone, merged = onnx.load(str(tiny_onnx)), onnx.load(str(tiny_scene_onnx))
+    again = detector_graph(merged)
+    assert [o.name for o in again.graph.output] == [o.name for o in alone.graph.output]
+    keys = {p.key for p in again.metadata_props}
+    assert "envwatch.scene" not in keys and "envwatch.fusion" not in keys and "envwatch.names" in keys
+    image = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)
+    name = alone.graph.input[0].name
+    (want,) = ort.InferenceSession(alone.SerializeToString()).run(None, {name: image})
+    (got,) = ort.InferenceSession(again.SerializeToString()).run(None, {name: image})
+    np.testing.assert_array_equal(got, want)
+    assert detector_graph(alone) is alone

@@ -402,6 +402,20 @@ def merge_graphs(detector: onnx.ModelProto, scene: onnx.ModelProto) -> onnx.Mode
     return merged
 
 
+def detector_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The detector alone: `model` itself, or, for a model with a classifier merged in, its detector's subgraph
+    (nodes, weights and metadata exactly as they were) without the classifier and its fusion rule, so
+    that a shipped version's networks can be attached again under a new choice."""
+    outputs = [o.name for o in model.graph.output]
+    if SCENE_OUTPUT not in outputs:
+        return model
+    inputs = [i.name for i in model.graph.input]
+    detector = onnx.utils.Extractor(model).extract_model(inputs, [o for o in outputs if o != SCENE_OUTPUT])
+    dropped = {"envwatch.scene", "envwatch.fusion"}
+    detector.metadata_props.extend(p for p in model.metadata_props if p.key not in dropped)
+    return detector
+
+
 def negative_for(problem: str, shows: frozenset[str]) -> bool:
     """A photo is a negative for a type only if it shows nothing of its family (model/fusion.py): garbage-cn's
     labels confuse an overflowing bin with the loose garbage beside it, but never garbage with no garbage."""
@@ -657,11 +671,13 @@ def attach(
     """Merge the heads' classifier into the detector's ONNX at `out`, choose the fusion rule, write both.
 
     The rule is chosen on `CHOOSING_SPLITS` (val and the out-of-domain val), through the merged file.
+    `detector_path` may be a version that has a classifier already: its detector is taken out of it
+    (`detector_graph`) and the old classifier and rule are left behind.
 
     Returns the record of the choice (also what `--record` writes): each type's rule and its val numbers.
     """
     heads = Heads.load(heads_path)
-    detector = onnx.load(str(detector_path))
+    detector = detector_graph(onnx.load(str(detector_path)))
     meta = {p.key: json.loads(p.value) for p in detector.metadata_props if p.key.startswith("envwatch.")}
     if tuple(meta.get("envwatch.input_size", ())) != heads.input_size:
         raise ValueError(
