@@ -35,9 +35,11 @@ def outdoors() -> list[Path]:
     return [photo for pair in zip(forest, streets, strict=False) for photo in pair]
 
 
-def registry_with(model: Path, root: Path, version: str = "v4") -> Path:
-    """A registry at `root` (outside the repo) holding `model` as `version`, promoted; the package's stays untouched."""
+def registry_with(model: Path, root: Path, version: str | None = None) -> Path:
+    """A registry at `root` (outside the repo) holding `model` as `version` (default: the name the package
+    promotes), promoted; the package's stays untouched."""
     shipped = Registry()
+    version = version or shipped.promoted
     folder = root / "versions" / version
     folder.mkdir(parents=True)
     shutil.copyfile(model, folder / model.name)

@@ -1,6 +1,6 @@
 """Learned heads on the shipped model's backbone: found in the graph, exact, located, and fitted like scene.py's.
 
-Run on the real v4 file (the promoted model) and real photos; nothing is mocked.
+Run on the real v4 file (a shipped model with both networks) and real photos; nothing is mocked.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_leftovers_of_killed_learns_go_and_registered_versions_stay(tmp_path: Pa
 
     from training.learned_version import PARTS, REPORT, remove_leftovers
 
-    root = registry_with(V4, tmp_path / "registry")
+    root = registry_with(V4, tmp_path / "registry", "v4")
     versions = root / "versions"
     (versions / f"{PARTS}abc").mkdir()  # killed while writing
     (versions / "orphan").mkdir()  # killed between the rename and the registration

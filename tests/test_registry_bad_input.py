@@ -21,16 +21,18 @@ from model.registry import PACKAGE_DIR, Registry
 from model.runtime import Detector
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = Registry(PACKAGE_DIR)
+"""The package's registry as committed: its versions, its promotion history."""
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    """A copy of the package's registry: v1 to v5 with their real ONNX files, v4 promoted (v5 registered only)."""
+    """A copy of the package's registry: every shipped version with its real ONNX file, the same one promoted."""
     root = tmp_path / "registry"
     root.mkdir()
     shutil.copyfile(PACKAGE_DIR / "registry.json", root / "registry.json")
     shutil.copytree(PACKAGE_DIR / "versions", root / "versions")
-    assert Registry(root).promoted == "v4"
+    assert Registry(root).promoted == SHIPPED.promoted
     return root
 
 
@@ -57,10 +59,10 @@ def test_concurrent_promotions_all_land_in_the_history(registry: Path) -> None:
     """8 promotions run at once: each re-reads the registry under the lock, so none overwrites another's."""
     data = json.loads((registry / "registry.json").read_text())
     source = {v["version"]: v for v in data["versions"]}
-    for n in range(6, 12):  # v6..v11: more versions, the files of v1..v3
-        data["versions"].append({**source[f"v{n % 3 + 1}"], "version": f"v{n}"})
+    for n in range(6):  # copy0..copy5: more versions, the files of v1..v3
+        data["versions"].append({**source[f"v{n % 3 + 1}"], "version": f"copy{n}"})
     (registry / "registry.json").write_text(json.dumps(data, indent=2))
-    targets = ["v1", "v2", *(f"v{n}" for n in range(6, 12))]
+    targets = ["v1", "v2", *(f"copy{n}" for n in range(6))]
     env = {**os.environ, "YOLO_OFFLINE": "1", "ENVWATCH_MODEL_REGISTRY": "/nonexistent"}
     command = [sys.executable, "-m", "inference_api.cli", "models", "--registry", str(registry), "promote"]
     runs = [subprocess.Popen([*command, t], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -68,7 +70,8 @@ def test_concurrent_promotions_all_land_in_the_history(registry: Path) -> None:
     results = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0] * len(targets), results
     history = [p.version for p in Registry(registry).history]
-    assert history[:4] == ["v1", "v2", "v3", "v4"] and sorted(history[4:]) == sorted(targets), history
+    shipped = [p.version for p in SHIPPED.history]
+    assert history[: len(shipped)] == shipped and sorted(history[len(shipped) :]) == sorted(targets), history
 
 
 def test_promote_refuses_a_version_whose_model_is_missing(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,7 +99,8 @@ def test_promote_refuses_a_model_that_does_not_load(registry: Path, capsys: pyte
 
 def test_rollback_refuses_a_model_that_does_not_load(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (registry / "registry.json").read_bytes()
-    onnx = registry / "versions" / "v3" / "envwatch-v3.onnx"  # rollback from v4 goes to v3
+    earlier = SHIPPED.history[-2].version  # where a rollback from the promoted version goes
+    onnx = registry / SHIPPED.get(earlier).path
     onnx.write_bytes(b"\x00" * 64)
     assert models(registry, "rollback") == 2
     out, err = capsys.readouterr()
@@ -106,11 +110,12 @@ def test_rollback_refuses_a_model_that_does_not_load(registry: Path, capsys: pyt
 
 def test_rollback_twice_goes_back_and_forth(registry: Path) -> None:
     """What docs/reviews.md says: rollback promotes the latest-promoted version other than the current one, so a
-    second rollback returns to where the first started (v4 -> v3 -> v4), not further back to v2."""
+    second rollback returns to where the first started (v6 -> v4 -> v6), not further back to v3."""
+    shipped = [p.version for p in SHIPPED.history]
     assert models(registry, "rollback") == 0
-    assert Registry(registry).promoted == "v3"
+    assert Registry(registry).promoted == shipped[-2]
     assert models(registry, "rollback") == 0
-    assert [p.version for p in Registry(registry).history] == ["v1", "v2", "v3", "v4", "v3", "v4"]
+    assert [p.version for p in Registry(registry).history] == [*shipped, shipped[-2], shipped[-1]]
 
 
 @pytest.mark.parametrize("name", ["../../../escaped", "..", ".", "a/b", ".hidden", "", "x" * 65, "v 2"])
@@ -127,10 +132,10 @@ def test_add_refuses_a_version_name_that_is_not_a_folder_name(
 
 
 def test_add_with_a_missing_checkpoint_leaves_nothing(registry: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert models(registry, "add", "v6", "--checkpoint", "nope.pt", "--dataset", "DS") == 2
+    assert models(registry, "add", "new", "--checkpoint", "nope.pt", "--dataset", "DS") == 2
     out, err = capsys.readouterr()
     assert out == "" and "nope.pt" in err
-    assert sorted(p.name for p in (registry / "versions").iterdir()) == ["v1", "v2", "v3", "v4", "v5"]
+    assert sorted(p.name for p in (registry / "versions").iterdir()) == sorted(SHIPPED.versions)
 
 
 def test_add_with_a_corrupt_checkpoint_leaves_nothing(
@@ -187,7 +192,7 @@ def test_registry_given_as_its_file(registry: Path, capsys: pytest.CaptureFixtur
     """`--registry .../registry.json` is the registry in that folder; any other file is refused, not read as empty."""
     assert models(registry / "registry.json", "list") == 0
     out = capsys.readouterr().out
-    assert "* v4" in out and f"registry {registry / 'registry.json'})" in out
+    assert f"* {SHIPPED.promoted}" in out and f"registry {registry / 'registry.json'})" in out
     assert models(registry / "registry.json", "promote", "v1") == 0
     assert Registry(registry).promoted == "v1"
     capsys.readouterr()

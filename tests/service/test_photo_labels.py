@@ -2,7 +2,7 @@
 
 The photos are stand-ins (tests/learning_helpers.py): rooms and offices posted as `illegal_structure`,
 outdoor photos as not showing it. The server serves a registry copied outside the repo with the
-package's promoted version (v4) promoted; learning writes new versions there.
+package's promoted version promoted (`PROMOTED`); learning writes new versions there.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from training.photo_heads import MIN_EACH
 
 POSITIVES = 20
 NEGATIVES = 20
+PROMOTED = Registry().promoted
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_too_few_or_contradictory_labels_are_refused_and_write_nothing(
         assert contradictory.json()["error"]["code"] == "contradictory_labels"
         assert f"photo label {both.json()['id']}" in contradictory.json()["error"]["message"]
         assert client.delete(f"/v1/photo-labels/{both.json()['id']}").status_code == 204
-        assert client.get("/v1/models").json()["promoted"] == "v4"
+        assert client.get("/v1/models").json()["promoted"] == PROMOTED
     assert registry_state(server) == before
 
 
@@ -136,7 +137,9 @@ def test_confirmed_and_dismissed_findings_count_as_photo_labels(server: Server, 
         for image_id in photos["outside"]:
             for f in client.get("/v1/findings", params={"image_id": image_id}).json()["items"]:
                 found.setdefault((f["type"], image_id), []).append(f["id"])
-        twice = next(key for key, ids in found.items() if len(ids) >= 2)  # street photos: v4 flags garbage on them
+        twice = next(
+            key for key, ids in found.items() if len(ids) >= 2
+        )  # street photos: the promoted model flags garbage on them
         other = next(key for key in found if key[0] == twice[0] and key != twice)
         type_ = twice[0]
         for finding_id, to in (
@@ -169,11 +172,11 @@ def test_learn_promote_raise_at_an_approximate_place_and_roll_back(
         assert learned.status_code == 201, learned.text
         report = learned.json()
         (learned_type,) = report["types"]
-        assert report["base"] == "v4" and learned_type["type"] == STAND_IN
+        assert report["base"] == PROMOTED and learned_type["type"] == STAND_IN
         assert (learned_type["positives"], learned_type["negatives"]) == (POSITIVES, NEGATIVES)
         assert learned_type["cv_recall"] >= 0.8 and learned_type["cv_false_alarms"] <= 0.1, learned_type
         models = client.get("/v1/models").json()
-        assert models["promoted"] == "v4" and "rooms-1" in {v["version"] for v in models["versions"]}
+        assert models["promoted"] == PROMOTED and "rooms-1" in {v["version"] for v in models["versions"]}
 
         promoted = client.post("/v1/models/promote", json={"version": "rooms-1"})
         assert promoted.status_code == 200 and promoted.json()["serving"] == "rooms-1", promoted.text
@@ -189,11 +192,11 @@ def test_learn_promote_raise_at_an_approximate_place_and_roll_back(
         assert confirmed.status_code == 200, confirmed.text  # from now on the held-out room counts as a yes
 
         rolled = client.post("/v1/models/rollback")
-        assert rolled.status_code == 200 and rolled.json()["serving"] == "v4", rolled.text
+        assert rolled.status_code == 200 and rolled.json()["serving"] == PROMOTED, rolled.text
         assert STAND_IN not in {f["type"] for f in upload(client, room)["findings"]}
         unknown = client.post("/v1/models/promote", json={"version": "no-such"})
         assert unknown.status_code == 404
-        twice = client.post("/v1/models/promote", json={"version": "v4"})
+        twice = client.post("/v1/models/promote", json={"version": PROMOTED})
         assert twice.status_code == 409 and twice.json()["error"]["code"] == "promote_refused", twice.text
 
 
@@ -243,7 +246,7 @@ def test_a_learn_killed_midway_leaves_nothing_and_the_next_one_cleans_up(server:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{STAND_IN}: {POSITIVES + 1} photos showing it" in done.stdout, "the confirmed finding counts as a yes"
     assert not list((folder / "versions").glob(".learn-*"))
-    assert "killed" in Registry(folder).versions and Registry(folder).promoted == "v4"
+    assert "killed" in Registry(folder).versions and Registry(folder).promoted == PROMOTED
 
 
 def test_a_service_pinned_to_one_file_refuses_to_learn_promote_or_roll_back(make_server: Callable[..., Server]) -> None:
@@ -253,7 +256,7 @@ def test_a_service_pinned_to_one_file_refuses_to_learn_promote_or_roll_back(make
     with pinned.admin as client:
         for path, body in (
             ("/v1/models/learn", {}),
-            ("/v1/models/promote", {"version": "v4"}),
+            ("/v1/models/promote", {"version": PROMOTED}),
             ("/v1/models/rollback", None),
         ):
             refused = client.post(path, json=body) if body is not None else client.post(path)

@@ -21,6 +21,8 @@ import pytest
 from learning_helpers import STAND_IN, interiors, outdoors, registry_with
 from web_helpers import Server, screenshot, sign_in, upload
 
+from model.registry import Registry
+
 LABELS_EACH = 20
 BUDGET_S = 120
 
@@ -64,7 +66,7 @@ def test_label_learn_promote_raise_approximately_and_roll_back(open_page, learni
     for image_id in ids["outside"]:
         label_on_photo_page(page, image_id, False)
     labelled = page.locator(".photo-labels li").first.inner_text()
-    assert "v4" in labelled, "the label names the model version the photo was shown by"
+    assert Registry().promoted in labelled, "the label names the model version the photo was shown by"
 
     page.goto("/#/labels")
     page.click("#learn")
