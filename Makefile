@@ -18,7 +18,7 @@ $(VENV)/.serve: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[train,dev,scale]"
+	$(BIN)/pip install --quiet -e ".[train,dev,scale,fast]"
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve

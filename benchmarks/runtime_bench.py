@@ -1,9 +1,12 @@
-"""CPU speed of our onnxruntime detector against Ultralytics' own predict on the same ONNX file.
+"""CPU speed of our model on each runtime against Ultralytics' own predict on the same ONNX file.
 
 Not a test: it prints numbers. Serving and `envwatch scan` use model/runtime.py instead of
-Ultralytics so that they need no torch; this shows what that costs or saves. Both sides get the
-same decoded BGR images in the same process, with the same confidence threshold, so the figures
-cover preprocessing, the network, decoding and NMS, but not reading files.
+Ultralytics so that they need no torch; this shows what that costs or saves, on onnxruntime and,
+where installed, on OpenVINO (model/networks.py). All get the same decoded BGR images in the
+same process, with the same confidence threshold, so the figures cover preprocessing, the
+network(s), decoding and NMS, but not reading files. Ours run the whole file (the photo
+classifier too, where the model has one); Ultralytics runs the detector's graph alone, as the
+issue's peer is `yolo predict` on the detector ONNX.
 
 Latency is per call for batch 1; for batch 8 it is each batch's time divided by 8 (amortised per
 image). Ultralytics pads a lone non-square image only to a multiple of the stride (smaller input)
@@ -29,7 +32,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-from model.registry import promoted_model
+from model.networks import RUNTIMES  # noqa: E402
+from model.registry import promoted_model  # noqa: E402
 from model.runtime import Detector  # noqa: E402
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -41,6 +45,19 @@ def real_images(count: int) -> list[np.ndarray]:
     lists = [sorted((SHARED_DATASETS / source / "images").glob("*.jpg")) for source in SOURCES]
     paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
     return [cv2.imread(str(path)) for path in paths]
+
+
+def detector_alone(model: Path) -> Path:
+    """`model`'s detector graph alone (training/scene.py), in a temporary file: what `yolo predict` is given."""
+    import tempfile
+
+    import onnx
+
+    from training.scene import detector_graph
+
+    out = Path(tempfile.mkdtemp()) / f"{model.stem}-detector.onnx"
+    onnx.save(detector_graph(onnx.load(str(model))), str(out))
+    return out
 
 
 def measure(
@@ -68,24 +85,30 @@ def main() -> None:
     args = parser.parse_args()
 
     images = real_images(args.images)
-    ours = Detector.load(args.model)
-    theirs = YOLO(str(args.model), task="detect")
+    runners: dict[str, Callable[[Sequence[np.ndarray]], object]] = {}
+    for runtime in RUNTIMES:
+        try:
+            ours = Detector.load(args.model, runtime=runtime)
+        except ValueError as exc:  # OpenVINO not installed
+            print(f"skipped {runtime}: {exc}")
+            continue
+        runners[runtime] = lambda chunk, ours=ours: ours.detect(chunk, conf=args.conf, batch_size=len(chunk))
+    theirs = YOLO(str(detector_alone(args.model)), task="detect")
     imgsz = ours.input_size[0]
-    runners = {
-        "envwatch": lambda chunk: ours.detect(chunk, conf=args.conf, batch_size=len(chunk)),
-        "ultralytics": lambda chunk: theirs.predict(list(chunk), conf=args.conf, imgsz=imgsz, verbose=False),
-    }
+    runners["ultralytics"] = lambda chunk: theirs.predict(list(chunk), conf=args.conf, imgsz=imgsz, verbose=False)
     shapes = len({image.shape for image in images})
     print(f"model {args.model} (input {imgsz}), {len(images)} images of {shapes} shapes, conf {args.conf}, CPU")
-    print(f"{'runtime':<12} {'batch':>5} {'mean ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'img/s':>8}")
+    header = ("runtime", "batch", "mean ms", "p50 ms", "p95 ms", "img/s", "vs ultralytics")
+    print(f"{header[0]:<14} " + " ".join(f"{h:>8}" for h in header[1:6]) + f" {header[6]:>15}")
     for batch in (1, 8):
-        means = {}
-        for name, milliseconds in measure(runners, images, batch).items():
-            means[name] = milliseconds.mean()
+        measured = measure(runners, images, batch)
+        peer = measured["ultralytics"].mean()
+        for name, milliseconds in measured.items():
+            mean = milliseconds.mean()
             p50, p95 = np.percentile(milliseconds, [50, 95])
-            print(f"{name:<12} {batch:>5} {means[name]:>8.2f} {p50:>8.2f} {p95:>8.2f} {1000 / means[name]:>8.1f}")
-        ratio = means["ultralytics"] / means["envwatch"]
-        print(f"{'':<12} {batch:>5} envwatch/ultralytics throughput: {ratio:.2f}x")
+            print(
+                f"{name:<14} {batch:>5} {mean:>8.2f} {p50:>8.2f} {p95:>8.2f} {1000 / mean:>8.1f} {peer / mean:>14.2f}x"
+            )
 
 
 if __name__ == "__main__":

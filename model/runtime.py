@@ -1,4 +1,6 @@
-"""Run the shipped detector with onnxruntime alone: letterbox, decode and NMS in numpy.
+"""Run the shipped detector without torch: letterbox, decode and NMS in numpy around the ONNX graph.
+
+The graph runs on onnxruntime, or on OpenVINO where `ENVWATCH_RUNTIME` chooses it (model/networks.py).
 
 Serving must not need torch, so this mirrors what Ultralytics' predict does around the network
 (the same letterbox arithmetic, class-offset NMS, box rescaling) closely enough that both give
@@ -25,11 +27,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from model.detections import Detections
 from model.fusion import FusionRule, read_rules
 from model.learned import LearnedHeads, cam_box, learned_problems
+from model.networks import open_network
 from model.problems import Problem, problems_from
 
 PAD_VALUE = 114
@@ -86,17 +88,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
 class Detector:
     """An ONNX detector and everything needed to read its output, taken from the file's metadata."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+    def __init__(self, path: Path, threads: int | None = None, runtime: str | None = None) -> None:
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        meta = {
-            k: json.loads(v)
-            for k, v in self.session.get_modelmeta().custom_metadata_map.items()
-            if k.startswith("envwatch.")
-        }
+        self.network = open_network(self.path, threads, runtime)
+        """The graph on its CPU runtime (model/networks.py: onnxruntime unless `ENVWATCH_RUNTIME` says otherwise)."""
+        meta = {k: json.loads(v) for k, v in self.network.metadata.items() if k.startswith("envwatch.")}
         missing = {"envwatch.names", "envwatch.input_size", "envwatch.version", "envwatch.thresholds"} - set(meta)
         if missing:
             raise ValueError(f"{self.path} lacks envwatch metadata {sorted(missing)}: export it with `envwatch export`")
@@ -109,8 +105,7 @@ class Detector:
             k: float(v) for k, v in meta.get("envwatch.tile_thresholds", {}).items()
         }
         """The least score a box found in a tile needs (model/tiling.py); a label not listed: no extra bar."""
-        self.input_name = self.session.get_inputs()[0].name
-        self.detector_output = self.session.get_outputs()[0].name
+        self.detector_output = self.network.outputs[0]
         scene = meta.get("envwatch.scene") or {}
         self.scene_types: tuple[str, ...] = tuple(scene.get("types", ()))
         """Problem types the photo classifier scores, in the order of its output; empty: a detector-only model."""
@@ -119,21 +114,21 @@ class Detector:
         """Per problem type, how classifier and boxes raise problems together (model/fusion.py)."""
         self.learned: LearnedHeads | None = LearnedHeads.read(meta.get("envwatch.learned"))
         """Types learned from photo labels (model/learned.py); None: the model has none."""
-        outputs = {o.name for o in self.session.get_outputs()}
+        outputs = set(self.network.outputs)
         if self.scene_output and self.scene_output not in outputs:
             raise ValueError(f"{self.path}: envwatch.scene names output {self.scene_output!r}, which the graph lacks")
         if self.learned and not {self.learned.output, self.learned.map_output} <= outputs:
             raise ValueError(f"{self.path}: envwatch.learned names outputs the graph lacks")
 
     @classmethod
-    def load(cls, path: Path | None = None, threads: int | None = None) -> Detector:
+    def load(cls, path: Path | None = None, threads: int | None = None, runtime: str | None = None) -> Detector:
         """Load `path`, or the version this package's model registry promotes when None."""
         from model.registry import promoted_model
 
         path = Path(path) if path else promoted_model()
         if not path.exists():
             raise FileNotFoundError(f"no model at {path}")
-        return cls(path, threads)
+        return cls(path, threads, runtime)
 
     @property
     def has_classifier(self) -> bool:
@@ -158,7 +153,7 @@ class Detector:
             fitted = [letterbox(image, self.input_size) for image in chunk]
             batch = np.stack([f[0] for f in fitted])[..., ::-1].transpose(0, 3, 1, 2)
             batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
-            found = self.session.run(outputs, {self.input_name: batch})
+            found = self.network.run(outputs, batch)
             scenes = found[1] if self.scene_output and scene else [None] * len(chunk)
             decoded = [
                 self.decode(raw, box, conf, scores)

@@ -1,0 +1,127 @@
+"""Each CPU runtime (model/networks.py) on the promoted model and real photos, held to onnxruntime's answers.
+
+onnxruntime is the reference. OpenVINO in float32 must give its answers to rounding; in
+bfloat16 it computes with 8-bit mantissas, so it is held to stated tolerances instead, and is
+never chosen unless asked for.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.images import load_image_file
+from model.networks import RUNTIMES, open_network
+from model.registry import Registry
+from model.runtime import Detector, letterbox
+
+MODEL = Registry().promoted_path()
+SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-smoke-pd/valid/images")
+
+
+@pytest.fixture(scope="module")
+def images(shared_datasets: Path) -> list[np.ndarray]:
+    """Four photos from each of three sources: garbage, CCTV fire and smoke, outdoor plumes and empty frames."""
+    paths = [path for folder in SOURCES for path in sorted((shared_datasets / folder).glob("*.jpg"))[:4]]
+    return [load_image_file(path).pixels for path in paths]
+
+
+@pytest.fixture(scope="module")
+def reference(images: list[np.ndarray]) -> list:
+    return Detector.load(MODEL, runtime="onnxruntime").detect(images, conf=0.05)
+
+
+def problems_of(detector: Detector, found) -> list[list[tuple[str, str]]]:
+    return [sorted((p.type, p.extent) for p in detector.problems(d)) for d in found]
+
+
+def test_openvino_in_float32_gives_onnxruntimes_answers(images: list[np.ndarray], reference: list) -> None:
+    detector = Detector.load(MODEL, runtime="openvino")
+    found = detector.detect(images, conf=0.05)
+    assert problems_of(detector, found) == problems_of(detector, reference)
+    for got, want in zip(found, reference, strict=True):
+        assert got.labels == want.labels
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.05)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+        assert got.scene == pytest.approx(want.scene, abs=1e-4)
+
+
+def test_openvino_in_bfloat16_stays_within_its_tolerance(images: list[np.ndarray], reference: list) -> None:
+    """The classifier's scores within 0.1; every box of onnxruntime's scored 0.5 or more is found again, same
+    label, overlapping it by IoU 0.8 or more, its score within 0.1."""
+    found = Detector.load(MODEL, runtime="openvino-bf16").detect(images, conf=0.05)
+    for got, want in zip(found, reference, strict=True):
+        assert got.scene == pytest.approx(want.scene, abs=0.1)
+        for box, score, label in zip(want.xyxy, want.scores, want.labels, strict=True):
+            if score < 0.5:
+                continue
+            same = [i for i, other in enumerate(got.labels) if other == label]
+            best = max(same, key=lambda i: iou(got.xyxy[i], box), default=None)
+            assert best is not None and iou(got.xyxy[best], box) >= 0.8, (label, score)
+            assert abs(float(got.scores[best]) - float(score)) <= 0.1
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = np.maximum(a[:2], b[:2])
+    x2, y2 = np.minimum(a[2:], b[2:])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def batch_of(images: list[np.ndarray]) -> np.ndarray:
+    fitted = np.stack([letterbox(image, (416, 416))[0] for image in images])
+    return np.ascontiguousarray(fitted[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_outputs_asked_for_are_those_of_the_whole_run(runtime: str, images: list[np.ndarray]) -> None:
+    """A tile asks for the detector alone: the answer is the whole run's, in the order asked for."""
+    network = open_network(MODEL, runtime=runtime)
+    assert network.outputs == ("output0", "scene") and network.runtime == runtime
+    batch = batch_of(images[:3])
+    boxes, scene = network.run(network.outputs, batch)
+    (alone,) = network.run(["output0"], batch)
+    np.testing.assert_array_equal(alone, boxes)
+    swapped = network.run(["scene", "output0"], batch)
+    np.testing.assert_array_equal(swapped[0], scene)
+    np.testing.assert_array_equal(swapped[1], boxes)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_one_network_serves_several_threads_at_once(runtime: str, images: list[np.ndarray]) -> None:
+    """The service runs detections on worker threads: concurrent runs of one network give each its own answer."""
+    network = open_network(MODEL, runtime=runtime)
+    batches = [batch_of([image]) for image in images[:8]]
+    alone = [network.run(["output0", "scene"], b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: network.run(["output0", "scene"], b), batches))
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_the_metadata_reads_the_same_on_every_runtime() -> None:
+    read = {runtime: open_network(MODEL, runtime=runtime).metadata for runtime in RUNTIMES}
+    envwatch = {runtime: {k: v for k, v in meta.items() if k.startswith("envwatch.")} for runtime, meta in read.items()}
+    assert envwatch["openvino"] == envwatch["onnxruntime"] == envwatch["openvino-bf16"]
+    assert Detector.load(MODEL, runtime="openvino").fusion == Detector.load(MODEL).fusion
+
+
+def test_an_unknown_runtime_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVWATCH_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match=r"ENVWATCH_RUNTIME='tensorrt': expected one of onnxruntime, openvino"):
+        Detector.load(MODEL)
+
+
+def test_openvino_asked_for_but_not_installed_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No quiet fallback: a speed measured on `openvino` must be OpenVINO's."""
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it is not installed
+    monkeypatch.setenv("ENVWATCH_RUNTIME", "openvino")
+    with pytest.raises(ValueError, match=r"needs OpenVINO, which is not installed"):
+        Detector.load(MODEL)
+    monkeypatch.delenv("ENVWATCH_RUNTIME")
+    assert Detector.load(MODEL).network.runtime == "onnxruntime"
