@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from ultralytics import YOLO  # noqa: E402
 from model.networks import RUNTIMES  # noqa: E402
 from model.registry import promoted_model  # noqa: E402
 from model.runtime import Detector  # noqa: E402
+from training.scene import save_detector_graph  # noqa: E402
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = ("garbage-cn/valid", "fire-smoke-8/test", "fire-continuous/test")
@@ -45,19 +47,6 @@ def real_images(count: int) -> list[np.ndarray]:
     lists = [sorted((SHARED_DATASETS / source / "images").glob("*.jpg")) for source in SOURCES]
     paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
     return [cv2.imread(str(path)) for path in paths]
-
-
-def detector_alone(model: Path) -> Path:
-    """`model`'s detector graph alone (training/scene.py), in a temporary file: what `yolo predict` is given."""
-    import tempfile
-
-    import onnx
-
-    from training.scene import detector_graph
-
-    out = Path(tempfile.mkdtemp()) / f"{model.stem}-detector.onnx"
-    onnx.save(detector_graph(onnx.load(str(model))), str(out))
-    return out
 
 
 def measure(
@@ -93,7 +82,8 @@ def main() -> None:
             print(f"skipped {runtime}: {exc}")
             continue
         runners[runtime] = lambda chunk, ours=ours: ours.detect(chunk, conf=args.conf, batch_size=len(chunk))
-    theirs = YOLO(str(detector_alone(args.model)), task="detect")
+    alone = save_detector_graph(args.model, Path(tempfile.mkdtemp()) / f"{args.model.stem}-detector.onnx")
+    theirs = YOLO(str(alone), task="detect")
     imgsz = ours.input_size[0]
     runners["ultralytics"] = lambda chunk: theirs.predict(list(chunk), conf=args.conf, imgsz=imgsz, verbose=False)
     shapes = len({image.shape for image in images})

@@ -3,8 +3,9 @@
 Not a test: it prints numbers. Three commands read the same folder of real photos, each a fresh
 process as a user runs it (start-up, decoding, the networks, writing results):
 
-- `envwatch scan` with the promoted model (detector and photo classifier, fusion);
-- `envwatch scan` with the detector alone (`--detector-model`, default v3: v4's detector);
+- `envwatch scan` with the promoted model (detector and photo classifier, fusion), once per
+  runtime asked for (`--runtime`, ENVWATCH_RUNTIME: model/networks.py);
+- `envwatch scan` with the model's detector alone (its graph taken out of the file);
 - Ultralytics' `yolo predict` on that detector ONNX, saving nothing.
 
 They alternate round by round, so a busy machine slows all alike: compare the ratios. Needs the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from model.registry import Registry
+from training.scene import save_detector_graph
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = (
@@ -44,9 +47,10 @@ def copy_photos(count: int, folder: Path) -> int:
     return len(paths)
 
 
-def seconds(command: list[str]) -> float:
+def seconds(command: list[str], runtime: str) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "ENVWATCH_RUNTIME": runtime}
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -54,7 +58,7 @@ def main() -> None:
     registry = Registry()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=registry.promoted_path(), help="default: the promoted one")
-    parser.add_argument("--detector-model", type=Path, default=registry.path_of("v3"), help="its detector alone")
+    parser.add_argument("--runtime", nargs="+", default=["onnxruntime"], help="runtimes for the full scan")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -65,28 +69,30 @@ def main() -> None:
         folder.mkdir()
         count = copy_photos(args.images, folder)
         out = Path(tmp) / "out.jsonl"
+        alone = save_detector_graph(args.model, Path(tmp) / "detector.onnx")
         scan = [str(bin_dir / "envwatch"), "scan", str(folder), "--out", str(out), "--no-progress", "--model"]
         commands = {
-            "scan, detector + classifier": [*scan, str(args.model)],
-            "scan, detector alone": [*scan, str(args.detector_model)],
-            "yolo predict (detector)": [
-                str(bin_dir / "yolo"), "predict", f"model={args.detector_model}", f"source={folder}",
+            **{(f"scan, {runtime}", runtime): [*scan, str(args.model)] for runtime in args.runtime},
+            ("scan, detector alone", "onnxruntime"): [*scan, str(alone)],
+            ("yolo predict (detector)", "onnxruntime"): [
+                str(bin_dir / "yolo"), "predict", f"model={alone}", f"source={folder}",
                 "imgsz=416", "save=False", "verbose=False", "device=cpu", f"project={tmp}",
             ],
         }  # fmt: skip
-        times: dict[str, list[float]] = {name: [] for name in commands}
+        times: dict[str, list[float]] = {name: [] for name, _ in commands}
         for _ in range(args.rounds):
-            for name, command in commands.items():
-                times[name].append(seconds(command))
+            for (name, runtime), command in commands.items():
+                times[name].append(seconds(command, runtime))
     print(f"{count} photos, {args.rounds} rounds, best round per command (whole process)")
     best = {name: min(values) for name, values in times.items()}
     for name, value in best.items():
         print(f"{name:<30} {value:7.1f} s  {count / value:6.1f} photos/s")
     yolo = best["yolo predict (detector)"]
-    for name in ("scan, detector + classifier", "scan, detector alone"):
-        print(f"{name:<30} {yolo / best[name]:.2f}x yolo predict")
-    cost = best["scan, detector + classifier"] / best["scan, detector alone"]
-    print(f"the classifier costs {cost:.2f}x the detector-only scan's time")
+    for name in best:
+        if name.startswith("scan"):
+            print(f"{name:<30} {yolo / best[name]:.2f}x yolo predict")
+    cost = best[f"scan, {args.runtime[0]}"] / best["scan, detector alone"]
+    print(f"the classifier costs {cost:.2f}x the detector-only scan's time (both on {args.runtime[0]})")
 
 
 if __name__ == "__main__":

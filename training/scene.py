@@ -416,6 +416,12 @@ def detector_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return detector
 
 
+def save_detector_graph(model: Path, out: Path) -> Path:
+    """`detector_graph` of the ONNX file `model`, saved at `out`: the peer the benchmarks give `yolo predict`."""
+    onnx.save(detector_graph(onnx.load(str(model))), str(out))
+    return out
+
+
 def negative_for(problem: str, shows: frozenset[str]) -> bool:
     """A photo is a negative for a type only if it shows nothing of its family (model/fusion.py): garbage-cn's
     labels confuse an overflowing bin with the loose garbage beside it, but never garbage with no garbage."""
