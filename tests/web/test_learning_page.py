@@ -93,7 +93,7 @@ def test_label_learn_promote_raise_approximately_and_roll_back(open_page, learni
 
     page.goto("/#/labels")
     page.click("#rollback")
-    page.wait_for_selector("#serving-now[data-serving='v4']")
+    page.wait_for_selector(f"#serving-now[data-serving='{Registry().promoted}']")
     with learning_server.admin as client:
         again = upload(client, held_out.read_bytes(), held_out.name)
     assert STAND_IN not in {f["type"] for f in again["findings"]}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from web_helpers import FLAGGED_PHOTO, FOLLOWUP_PHOTO, Server, rectify, upload
+from web_helpers import FLAGGED_PHOTO, FOLLOWUP_PHOTO, GARBAGE_IMAGES, Server, rectify, upload
 
 from inference_api.models import Finding
 
@@ -21,9 +21,13 @@ def ledger(server: Server, inspector_key: str, database_url: str) -> dict[str, l
     """Region A: two findings rectified, raised 2 and 4 days before; one sent back after a failed
     re-check; region B: nothing rectified. Raised times are set in the database, as if raised then."""
     with server.client(inspector_key) as client:
-        a = upload(client, FLAGGED_PHOTO.read_bytes(), "a.jpg", region="A县", conf=LOW_CONF)["findings"]
+        a: list[dict] = []
+        for n, photo in enumerate([FLAGGED_PHOTO, *sorted(GARBAGE_IMAGES.glob("*.jpg"))[:20]]):
+            a += upload(client, photo.read_bytes(), f"a{n}.jpg", region="A县", conf=LOW_CONF)["findings"]
+            if len(a) >= 3:
+                break
         b = upload(client, FOLLOWUP_PHOTO.read_bytes(), "b.jpg", region="B镇", conf=LOW_CONF)["findings"]
-        assert len(a) >= 3 and b, "a near-zero threshold must raise several findings"
+        assert len(a) >= 3 and b, "region A needs three findings, region B one (garbage photos, near-zero threshold)"
         followup = FOLLOWUP_PHOTO.read_bytes()
         rectified = [rectify(client, f["id"], followup)["history"][-1]["at"] for f in a[:3]]
         back = client.post(f"/v1/findings/{a[2]['id']}/transitions", json={"to": "rectification_ordered"})
