@@ -194,3 +194,30 @@ def test_kept_source_drops_train_twins_of_test_and_moves_clusters_whole() -> Non
     assert (test_photo.split, its_twin.split, dropped) == ("test", "", Counter({"s/train": 1}))
     splits = [{item.split for item in cluster} for cluster in clusters[1:]]
     assert all(len(s) == 1 for s in splits) and {"val"} in splits and {"train"} in splits
+
+
+def test_unlabelled_fire_photos_are_burning_without_boxes_and_move_no_split(
+    built_dataset: Path, shared_datasets: Path, tmp_path: Path
+) -> None:
+    """fire-smoke-pd's empty label files named large_-N- belong to photos of fires (looked at one by one): they
+    show burning, photo-level, and leave the detector's set; every photo keeps the split it has without
+    the rule, so a detector trained before it stays honest."""
+    import shutil
+
+    from training.dataset import build
+
+    rows = {(r["source"], r["source_split"], r["image"]): r for r in manifest(built_dataset)}
+    empty = [p for p in (shared_datasets / "fire-smoke-pd").glob("*/labels/large_-*.txt") if p.stat().st_size == 0]
+    fires = [rows[("fire-smoke-pd", p.parents[1].name, f"{p.stem}.jpg")] for p in empty]
+    assert len(fires) == 28 and all(r["shows"] == "burning" for r in fires)
+    for row in fires:
+        name = f"fire-smoke-pd__{row['source_split']}__{Path(row['image']).stem}"
+        assert not (built_dataset / "images" / row["split"] / f"{name}.jpg").exists()
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    del recipe["sources"]["fire-smoke-pd"]["empty_labels_show"]
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
+    shutil.copy(DEFAULT_RECIPE.parent / recipe["split"]["twin_pairs"], tmp_path)
+    without = build(shared_datasets, tmp_path / "without", recipe_path=tmp_path / "sources.yaml").parent
+    before = {(r["source"], r["source_split"], r["image"]): r for r in manifest(without)}
+    assert {key: r["split"] for key, r in before.items()} == {key: r["split"] for key, r in rows.items()}
+    assert {before[("fire-smoke-pd", r["source_split"], r["image"])]["shows"] for r in fires} == {""}

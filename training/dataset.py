@@ -8,6 +8,7 @@ byte-for-byte the same dataset. Images are linked, not copied: the shared data s
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import io
 import os
@@ -243,6 +244,25 @@ def split_ood(clusters: list[list[Item]], fraction: float, val_fraction: float =
     return rest
 
 
+def relabel_empty(items: list[Item], rules: dict[str, list[str]]) -> int:
+    """Photos whose label file is empty but which show a problem (`rules`: file-name pattern -> problem types)
+    become photo-level photos of those types, with no boxes; returns how many.
+
+    Run after the splits are made, so that no photo moves between splits (a detector already trained
+    on the train split stays honest): only what the photo is said to show changes.
+    """
+    changed = 0
+    for item in items:
+        if item.boxes or item.photo_types is not None:
+            continue
+        for pattern, types in rules.items():
+            if fnmatch.fnmatch(item.path.name, pattern):
+                item.photo_types = frozenset(types)
+                changed += 1
+                break
+    return changed
+
+
 def difference_hash(path: Path) -> int:
     """64-bit dHash: robust to re-encoding and resizing, which is how copies differ here."""
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -464,6 +484,10 @@ def build(shared: Path, out: Path, recipe_path: Path = DEFAULT_RECIPE, card: Pat
         if spec.get("ood_fraction"):
             clusters = split_ood(clusters, spec["ood_fraction"], spec.get("ood_val_fraction", 0.0))
         assign_cluster_splits(clusters, split)
+        if "empty_labels_show" in spec:
+            own = [item for item in items if item.source == source]
+            shown = relabel_empty(own, spec["empty_labels_show"])
+            stats[f"{source}: photos with an empty label file that show a problem (photo-level, no boxes)"] += shown
     items, leaks = drop_leaks([item for item in items if item.split], split["near_duplicate_bits"])
     dropped += leaks
     data_yaml = write_dataset(items, out)
