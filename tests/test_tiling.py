@@ -128,14 +128,16 @@ def test_tiled_boxes_are_in_original_pixels(detector: Detector, scene: tuple[np.
 
 
 def test_a_fire_cut_by_tile_seams_comes_back_as_one_box(detector: Detector, fire: Path) -> None:
-    """Pasted 400 px wide across a vertical seam: several tiles see pieces of it, the merge returns one box."""
+    """Pasted 400 px wide across a vertical seam: tiles on both sides see pieces of it (the whole-frame pass may
+    or may not, by the model's threshold), the merge returns one box."""
     image = background(WIDTH, HEIGHT, first=3)
     tiles = plan_tiles(WIDTH, HEIGHT, (416, 416))
     centre = int(tiles[1][2] - 60)  # 60 px left of tile 1's right edge, in its overlap with tile 2
     pasted = paste(image, fire, 400, centre - 200, 700)
     pieces = detect_pieces(detector, image).with_min_scores(detector.thresholds)
     fires = pieces[(pieces.class_ids == NAMES.index("fire")) & overlapping(pieces.xyxy, pasted)]
-    assert len(set(fires.data["tile"].tolist())) >= 3 and fires.data["cut"].any(), "the seams cut no piece"
+    tiles_seen = set(fires.data["tile"].tolist()) - {FULL_FRAME}
+    assert len(tiles_seen) >= 2 and fires.data["cut"].any(), "the seams cut no piece"
 
     merged = merge_tiles(pieces)
     found = merged.xyxy[(merged.class_ids == NAMES.index("fire")) & overlapping(merged.xyxy, pasted)]
