@@ -25,7 +25,9 @@ import numpy as np
 import onnxruntime as ort
 
 RUNTIME_VARIABLE = "ENVWATCH_RUNTIME"
-RUNTIMES = ("onnxruntime", "openvino", "openvino-bf16")
+OPENVINO_PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16"}
+"""OpenVINO's runtimes and the inference precision each asks it for."""
+RUNTIMES = ("onnxruntime", *OPENVINO_PRECISIONS)
 DEFAULT_RUNTIME = "onnxruntime"
 
 
@@ -59,16 +61,17 @@ class OnnxRuntimeNetwork:
 
 
 class OpenVinoNetwork:
-    def __init__(self, path: Path, threads: int | None = None, precision: str = "f32") -> None:
+    def __init__(self, path: Path, threads: int | None = None, runtime: str = "openvino") -> None:
         import openvino as ov
 
-        self.path, self.runtime = Path(path), "openvino" if precision == "f32" else f"openvino-{precision}"
+        self.path, self.runtime = Path(path), runtime
         self.core = ov.Core()
         self.model = self.core.read_model(str(self.path))
         self.input_name = self.model.inputs[0].get_any_name()
         self.outputs = tuple(o.get_any_name() for o in self.model.outputs)
         framework = self.model.get_rt_info()["framework"] if self.model.has_rt_info("framework") else {}
         self.metadata = {key: framework[key].astype(str) for key in framework}
+        precision = OPENVINO_PRECISIONS[runtime]
         self.config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
@@ -96,18 +99,14 @@ class OpenVinoNetwork:
         return [found[name] for name in wanted]
 
 
-def runtime_from_environment() -> str:
-    runtime = os.environ.get(RUNTIME_VARIABLE, DEFAULT_RUNTIME) or DEFAULT_RUNTIME
-    if runtime not in RUNTIMES:
-        raise ValueError(f"{RUNTIME_VARIABLE}={runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    return runtime
-
-
 def open_network(path: Path, threads: int | None = None, runtime: str | None = None) -> Network:
     """`path` on `runtime` (default: `ENVWATCH_RUNTIME`, else onnxruntime)."""
-    runtime = runtime or runtime_from_environment()
+    named = f"runtime {runtime!r}"
+    if runtime is None:
+        runtime = os.environ.get(RUNTIME_VARIABLE) or DEFAULT_RUNTIME
+        named = f"{RUNTIME_VARIABLE}={runtime!r}"
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        raise ValueError(f"{named}: expected one of {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
         return OnnxRuntimeNetwork(path, threads)
     try:
@@ -116,4 +115,4 @@ def open_network(path: Path, threads: int | None = None, runtime: str | None = N
         raise ValueError(
             f"runtime {runtime!r} needs OpenVINO, which is not installed (pip install 'envwatch[fast]')"
         ) from exc
-    return OpenVinoNetwork(path, threads, "f32" if runtime == "openvino" else "bf16")
+    return OpenVinoNetwork(path, threads, runtime)

@@ -47,7 +47,7 @@ from model.problems import problems_from
 from model.runtime import Detector
 from model.taxonomy import trainable_labels
 from training.cache import cache_dir
-from training.dataset import OOD, OOD_VAL, PHOTO_TYPES, PHOTOS_FILE
+from training.dataset import OOD, OOD_VAL, PHOTO_TYPES, PHOTOS_FILE, SPLITS
 from training.evaluate import evenly_spaced
 from training.export import write_metadata
 from training.metrics import image_rates
@@ -75,8 +75,6 @@ FUSION_METHOD = (
 VETO_GRID = np.round(np.arange(0.0, 0.51, 0.02), 2)
 PHOTO_GRID = np.round(np.append(np.arange(0.30, 0.991, 0.01), NEVER), 2)
 """Its last value, `NEVER`: no whole-photo problem for the type."""
-SOURCE_SPLITS = ("train", "val", "test")
-"""The splits leave-one-source-out refits on: out-of-domain photos stay out of it."""
 CHOOSING_SPLITS = ("val", OOD_VAL)
 """What `attach` chooses the fusion rule on: val and the out-of-domain val, never test or `OOD`."""
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.601, 0.05), 2)
@@ -359,8 +357,8 @@ def train(
             t: average_precision(val_scores[:, i], labels[split == "val"][:, i] > 0) for i, t in enumerate(heads.types)
         },
         "leave_one_source_out": leave_one_source_out(
-            [p for p, s in zip(photos, split, strict=True) if s in SOURCE_SPLITS],
-            features[np.isin(split, SOURCE_SPLITS)],
+            [p for p, s in zip(photos, split, strict=True) if s in SPLITS],  # out-of-domain photos stay out
+            features[np.isin(split, SPLITS)],
             heads.l2,
         ),
     }
