@@ -2,8 +2,9 @@
 
 Paths may be files, folders (walked recursively for image suffixes) or glob patterns, which we
 expand ourselves so quoted patterns and `**` work the same in every shell. Photos are read and
-detected one batch at a time and every image's result is written as soon as it is known, so a
-10,000-photo folder needs the memory of one batch and an interrupted scan keeps what it wrote.
+detected one batch at a time (the next batch decoding meanwhile) and every image's result is
+written as soon as it is known, so a 10,000-photo folder needs the memory of a few batches and an
+interrupted scan keeps what it wrote.
 
 One value, `ScanResult`, carries each image from the detector to the writers (scan_formats.py):
 either its `Detections` and the problems raised from them, or the reason it could not be read.
@@ -41,6 +42,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -141,6 +143,28 @@ def _batches(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield paths[start : start + size]
 
 
+def _decoded(paths: Sequence[Path], size: int) -> Iterator[tuple[Sequence[Path], list[LoadedImage | str]]]:
+    """Each batch of paths with its decoded photos, the next batch decoding on a thread meanwhile.
+
+    Why: JPEG decoding (Pillow) and the networks (onnxruntime) both release the GIL, so the next
+    photos decode while the current ones are detected, instead of the CPU waiting on one and then
+    the other. About two batches are held decoded at once (three for a moment, as the next one starts).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        ahead: tuple[Sequence[Path], Future[list[LoadedImage | str]]] | None = None
+        for chunk in _batches(paths, size):
+            decoding = pool.submit(_load_all, chunk)
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = chunk, decoding
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
+
+
+def _load_all(paths: Sequence[Path]) -> list[LoadedImage | str]:
+    return [_load(path) for path in paths]
+
+
 def _load(path: Path) -> LoadedImage | str:
     """The decoded photo, or the reason it cannot be used (without the path, which the result names)."""
     try:
@@ -154,12 +178,11 @@ def _load(path: Path) -> LoadedImage | str:
 def scan(
     paths: Sequence[Path], detector: Detector, conf: float | None = None, batch: int = 8, tile: TileMode = "auto"
 ) -> Iterator[ScanResult]:
-    """Yield one `ScanResult` per path, in order, holding only one batch of decoded photos at a time."""
+    """Yield one `ScanResult` per path, in order, holding only a few batches of decoded photos at a time."""
     shipped = detector.thresholds
     reported = dict.fromkeys(detector.names, conf) if conf is not None else shipped
     detect_conf = min([conf, *shipped.values()]) if conf is not None else None
-    for chunk in _batches(paths, batch):
-        loaded = [_load(path) for path in chunk]
+    for chunk, loaded in _decoded(paths, batch):
         photos = [item for item in loaded if isinstance(item, LoadedImage)]
         pixels, aerial = [photo.pixels for photo in photos], [photo.aerial for photo in photos]
         found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial))

@@ -48,6 +48,10 @@ class Network(Protocol):
 class OnnxRuntimeNetwork:
     def __init__(self, path: Path, threads: int | None = None) -> None:
         options = ort.SessionOptions()
+        # Idle threads sleep instead of spinning: scan decodes the next photos on a thread while the
+        # network runs (inference_api/scan.py), and on 2 cores spinning threads starved that decoding
+        # (envwatch scan 1.48x `yolo predict` with spinning, 1.74x without; benchmarks/scan_bench.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.path, self.runtime = Path(path), "onnxruntime"

@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,32 @@ def test_heic_photos_in_a_folder_are_scanned_like_jpegs(photos: dict[str, Path],
     top_jpeg, top_heic = (max(r["detections"], key=lambda d: d["score"]) for r in (jpeg, heic))
     assert top_heic["label"] == top_jpeg["label"] and abs(top_heic["score"] - top_jpeg["score"]) < 0.05
     assert np.allclose(top_heic["box"], top_jpeg["box"], atol=0.05 * max(jpeg["width"], jpeg["height"]))
+
+
+def test_decoding_runs_one_batch_ahead_not_through_the_folder(
+    shared_datasets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next batch decodes while the current one is detected, and no further: memory stays a few batches."""
+    from inference_api import scan
+
+    paths = sorted((shared_datasets / "garbage-cn" / "valid" / "images").glob("*.jpg"))[:12]
+    decoded: list[Path] = []
+
+    def counted(path: Path, *args: object, **kwargs: object) -> object:
+        decoded.append(path)
+        return load_image_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "load_image_file", counted)
+    batches = scan._decoded(paths, 3)
+    first_paths, first = next(batches)
+    assert list(first_paths) == paths[:3] and [item.sha256 for item in first] == [
+        load_image_file(path).sha256 for path in paths[:3]
+    ]
+    for _ in range(200):  # the thread decoding ahead finishes its one batch, then waits
+        if len(decoded) >= 6:
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert paths[:6] == decoded, "the next batch was not decoded ahead, or decoding ran past it"
+    rest = [list(chunk) for chunk, _ in batches]
+    assert rest == [paths[3:6], paths[6:9], paths[9:12]] and decoded == paths
