@@ -4,8 +4,18 @@ The proxy for the types we cannot test (no data exists for illegal structures or
 burning and exposed garbage are learned exactly as `POST /v1/models/learn` learns a new type
 (training/photo_heads.py's `learn_type`: a head on the promoted model's backbone features, the
 threshold chosen by cross-validation on the labelled photos alone), from N photo labels (half
-showing the type, half not) drawn at random from the dataset's train split, several draws per N,
-and measured on photos never drawn and never used to choose anything:
+showing the type, half not) drawn from the dataset's train split, several draws per N, and
+measured on photos never drawn and never used to choose anything. How the labelled photos are
+drawn (`--draw`):
+
+- **random**: at random from a pool of train photos (`--pool` showing the type, as many not).
+- **lookalikes**: negatives only from the test photos' own source's train half (below).
+- **active**: as an inspector following the labels screen's "label next" list would: 2 + 2 photos
+  at random from the same pool as `random`, then, one at a time, the pool photo the provisional
+  head is least sure of (training/photo_heads.py's `most_uncertain`, which the service's listing
+  uses), skipped when its side already has its share.
+
+The held-out sets:
 
 - **burning**: the `ood` split (half of fire-scenes-cair's web photos: 47 fire, 276 no fire),
   out of domain for every source the labels come from except cair's train half.
@@ -16,7 +26,7 @@ and measured on photos never drawn and never used to choose anything:
 Not a test: it prints a table (docs in the issue note). Features are cached under the cache
 folder (training/cache.py) by photo content and backbone, so a second run takes seconds.
 
-    python benchmarks/learning_curve.py --data build/dataset --draws 5 [--negatives lookalikes]
+    python benchmarks/learning_curve.py --data build/dataset --draws 5 [--draw lookalikes|active]
 """
 
 from __future__ import annotations
@@ -29,18 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
+from inference_api.photo_labels import MIN_TO_RANK
 from model.registry import promoted_model
 from model.taxonomy import PROBLEMS_BY_KEY
 from training.cache import cache_dir
 from training.learn import open_backbone
-from training.photo_heads import MAX_FALSE_ALARMS, learn_type, scores
+from training.photo_heads import MAX_FALSE_ALARMS, learn_type, most_uncertain, scores
 
 SIZES = (5, 10, 20, 40, 50, 100)
 """Photo labels per head, half showing the type (rounded up); 40 is the issue's 20 + 20."""
 FAMILY = {"burning": {"burning"}, "exposed_garbage": {"exposed_garbage", "overflowing_garbage"}}
 """A photo is a negative only if it shows nothing of the type's family (training/scene.py's `negative_for`)."""
 LOOKALIKES = {"burning": "fire-scenes-cair", "exposed_garbage": "garbage-cn"}
-"""`--negatives lookalikes`: where the negatives come from instead of the whole train split: the train half of the
+"""`--draw lookalikes`: where the negatives come from instead of the whole train split: the train half of the
 test photos' own source (sunsets, lamps, night lights; bins and streets with no garbage), as inspectors labelling
 the photos "label next" shows them would give. Never the test photos themselves (other split)."""
 
@@ -82,6 +93,26 @@ def test_sets(rows: list[dict], problem: str) -> dict[str, tuple[list[dict], np.
     }
 
 
+def draw_labels(
+    x: np.ndarray, labels: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Generator, active: bool
+) -> np.ndarray:
+    """Indices of the pool photos labelled: `n_pos` showing the type and `n_neg` not, at random or actively."""
+    positive_idx, negative_idx = np.flatnonzero(labels > 0), np.flatnonzero(labels == 0)
+    first = min(MIN_TO_RANK, n_pos, n_neg) if active else max(n_pos, n_neg)
+    chosen = list(rng.choice(positive_idx, min(first, n_pos), replace=False)) + list(
+        rng.choice(negative_idx, min(first, n_neg), replace=False)
+    )
+    wanted = {True: n_pos, False: n_neg}
+    while len(chosen) < n_pos + n_neg:
+        rest = np.setdiff1d(np.arange(len(labels)), chosen)
+        order, _ = most_uncertain(x[chosen], labels[chosen], x[rest])
+        have = {side: int(((labels[chosen] > 0) == side).sum()) for side in wanted}
+        chosen.append(
+            next(int(rest[i]) for i in order if have[bool(labels[rest[i]] > 0)] < wanted[bool(labels[rest[i]] > 0)])
+        )
+    return np.array(chosen)
+
+
 def rates(score: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[float | None, float | None]:
     flagged = score >= threshold
     recall = float(flagged[truth].mean()) if truth.any() else None
@@ -101,7 +132,7 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=250, help="train photos per side the draws come from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--negatives", choices=("random", "lookalikes"), default="random", help="where negative labels come from"
+        "--draw", choices=("random", "lookalikes", "active"), default="random", help="how labelled photos are drawn"
     )
     args = parser.parse_args()
 
@@ -109,12 +140,12 @@ def main() -> int:
     back = open_backbone(args.model or promoted_model(), cache_dir() / "photo-features")
     print(
         f"backbone {back.identity} of {args.model or promoted_model()}; {args.draws} draws per size; "
-        f"negatives: {args.negatives}",
+        f"labels drawn: {args.draw}",
         flush=True,
     )
     rng = np.random.default_rng(args.seed)
     for problem in FAMILY:
-        photos, labels = pool(rows, problem, args.pool, rng, args.negatives == "lookalikes")
+        photos, labels = pool(rows, problem, args.pool, rng, args.draw == "lookalikes")
         started = time.perf_counter()
         x = back.features.features([Path(r["path"]) for r in photos], desc=f"pool {problem}")
         tests = {
@@ -134,9 +165,7 @@ def main() -> int:
                 n_pos, n_neg = len(positive_idx), len(negative_idx)
             results, seconds = [], []
             for _ in range(args.draws if size < len(labels) else 1):
-                chosen = np.concatenate(
-                    [rng.choice(positive_idx, n_pos, replace=False), rng.choice(negative_idx, n_neg, replace=False)]
-                )
+                chosen = draw_labels(x, labels, n_pos, n_neg, rng, args.draw == "active" and size < len(labels))
                 t0 = time.perf_counter()
                 head = learn_type(problem, x[chosen], labels[chosen])
                 seconds.append(time.perf_counter() - t0)

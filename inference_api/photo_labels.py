@@ -31,7 +31,7 @@ from inference_api.settings import Settings
 from inference_api.storage import ImageStore
 from model.registry import Registry, RegistryError
 from training import learn as learning
-from training.photo_heads import fit_logistic, scores
+from training.photo_heads import most_uncertain
 
 UNCERTAIN_POOL = 500
 """How many of the most recent stored photos the uncertain listing scores (each photo's features are cached)."""
@@ -179,10 +179,9 @@ def uncertain(state: AppState, model: Path, type_: str, limit: int) -> Uncertain
     except learning.LearnError as exc:
         raise ApiError(422, exc.code, str(exc)) from None
     x = back.features.features([a.path for a in answers], desc="features labelled")
-    weight, bias = fit_logistic(x, np.array([a.shows for a in answers], dtype=np.float32))
     candidates = back.features.features([state.images.path(sha) for _, sha in pool], desc="features pool")
-    score = scores(candidates, weight, bias) if len(pool) else np.zeros(0)
-    order = np.argsort(np.abs(score - 0.5), kind="stable")[:limit]
+    order, score = most_uncertain(x, np.array([a.shows for a in answers], dtype=np.float32), candidates)
+    order = order[:limit]
     return UncertainPage(
         type=type_,
         positives=yes,

@@ -73,6 +73,19 @@ def scores(features: np.ndarray, weight: np.ndarray, bias: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(features @ weight + bias)))
 
 
+def most_uncertain(labelled: np.ndarray, answers: np.ndarray, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pool photos in the order to label them next, and their scores, under a head fitted on the answers so far.
+
+    Active learning by uncertainty: the provisional head is fitted on every answer (balanced), and
+    the photos it scores nearest its boundary, 0.5, come first, since each answer there moves the
+    boundary most. The service's "label next" listing and the learning-curve benchmark's simulated
+    inspector both rank this way.
+    """
+    weight, bias = fit_logistic(labelled, answers)
+    score = scores(pool, weight, bias) if len(pool) else np.zeros(0)
+    return np.argsort(np.abs(score - 0.5), kind="stable"), score
+
+
 def folds_of(labels: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
     """A fold index per photo, positives and negatives dealt out evenly (stratified), reproducibly."""
     rng = np.random.default_rng(seed)
