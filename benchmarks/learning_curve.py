@@ -98,18 +98,15 @@ def draw_labels(
 ) -> np.ndarray:
     """Indices of the pool photos labelled: `n_pos` showing the type and `n_neg` not, at random or actively."""
     positive_idx, negative_idx = np.flatnonzero(labels > 0), np.flatnonzero(labels == 0)
-    first = min(MIN_TO_RANK, n_pos, n_neg) if active else max(n_pos, n_neg)
-    chosen = list(rng.choice(positive_idx, min(first, n_pos), replace=False)) + list(
-        rng.choice(negative_idx, min(first, n_neg), replace=False)
-    )
+    first = min(MIN_TO_RANK, n_pos, n_neg)
+    start_pos, start_neg = (first, first) if active else (n_pos, n_neg)
+    chosen = [*rng.choice(positive_idx, start_pos, replace=False), *rng.choice(negative_idx, start_neg, replace=False)]
     wanted = {True: n_pos, False: n_neg}
     while len(chosen) < n_pos + n_neg:
         rest = np.setdiff1d(np.arange(len(labels)), chosen)
         order, _ = most_uncertain(x[chosen], labels[chosen], x[rest])
-        have = {side: int(((labels[chosen] > 0) == side).sum()) for side in wanted}
-        chosen.append(
-            next(int(rest[i]) for i in order if have[bool(labels[rest[i]] > 0)] < wanted[bool(labels[rest[i]] > 0)])
-        )
+        full = {side for side, n in wanted.items() if int(((labels[chosen] > 0) == side).sum()) >= n}
+        chosen.append(next(int(rest[i]) for i in order if bool(labels[rest[i]] > 0) not in full))
     return np.array(chosen)
 
 
