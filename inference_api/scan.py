@@ -54,10 +54,10 @@ from inference_api.scan_formats import WRITERS, OutputRefused, open_output, refu
 from inference_api.scan_manifest import Manifest, ManifestError, manifest_path
 from model.detections import Detections
 from model.georef import Position, Ring, read_georeference
-from model.images import IMAGE_SUFFIXES, ImageError, LoadedImage, load_image_file, path_text
+from model.images import IMAGE_SUFFIXES, ImageError, LeastSize, LoadedImage, load_image_file, path_text
 from model.problems import Problem
 from model.runtime import Detector
-from model.tiling import TileMode, detect_unmerged, merge_tiles
+from model.tiling import TileMode, decode_size, detect_unmerged, merge_tiles
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -143,7 +143,9 @@ def _batches(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield paths[start : start + size]
 
 
-def _decoded(paths: Sequence[Path], size: int) -> Iterator[tuple[Sequence[Path], list[LoadedImage | str]]]:
+def _decoded(
+    paths: Sequence[Path], size: int, least_size: LeastSize
+) -> Iterator[tuple[Sequence[Path], list[LoadedImage | str]]]:
     """Each batch of paths with its decoded photos, the next batch decoding on a thread meanwhile.
 
     Why: JPEG decoding (Pillow) and the networks (onnxruntime) both release the GIL, so the next
@@ -153,7 +155,7 @@ def _decoded(paths: Sequence[Path], size: int) -> Iterator[tuple[Sequence[Path],
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         ahead: tuple[Sequence[Path], Future[list[LoadedImage | str]]] | None = None
         for chunk in _batches(paths, size):
-            decoding = pool.submit(_load_all, chunk)
+            decoding = pool.submit(_load_all, chunk, least_size)
             if ahead is not None:
                 yield ahead[0], ahead[1].result()
             ahead = chunk, decoding
@@ -161,14 +163,15 @@ def _decoded(paths: Sequence[Path], size: int) -> Iterator[tuple[Sequence[Path],
             yield ahead[0], ahead[1].result()
 
 
-def _load_all(paths: Sequence[Path]) -> list[LoadedImage | str]:
-    return [_load(path) for path in paths]
+def _load_all(paths: Sequence[Path], least_size: LeastSize) -> list[LoadedImage | str]:
+    return [_load(path, least_size) for path in paths]
 
 
-def _load(path: Path) -> LoadedImage | str:
-    """The decoded photo, or the reason it cannot be used (without the path, which the result names)."""
+def _load(path: Path, least_size: LeastSize) -> LoadedImage | str:
+    """The decoded photo (as few pixels as the detector needs, `decode_size`), or the reason it cannot
+    be used (without the path, which the result names)."""
     try:
-        return load_image_file(path)
+        return load_image_file(path, least_size=least_size)
     except ImageError as exc:
         return str(exc)
     except OSError as exc:
@@ -182,7 +185,7 @@ def scan(
     shipped = detector.thresholds
     reported = dict.fromkeys(detector.names, conf) if conf is not None else shipped
     detect_conf = min([conf, *shipped.values()]) if conf is not None else None
-    for chunk, loaded in _decoded(paths, batch):
+    for chunk, loaded in _decoded(paths, batch, decode_size(detector.input_size, tile)):
         photos = [item for item in loaded if isinstance(item, LoadedImage)]
         pixels, aerial = [photo.pixels for photo in photos], [photo.aerial for photo in photos]
         found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial))
@@ -191,6 +194,8 @@ def scan(
                 yield ScanResult(path_text(path), detector.version, error=item)
                 continue
             detections = next(found)
+            if item.reduced:
+                detections = detections.at_size((item.width, item.height))
             problems = detector.problems(merge_tiles(detections.with_min_scores(shipped)))
             georef, georef_warnings = read_georeference(path)
             yield ScanResult(

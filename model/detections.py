@@ -8,7 +8,7 @@ exporters) consumes and returns the same type.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -93,6 +93,19 @@ class Detections:
     @property
     def labels(self) -> list[str]:
         return [self.names[i] for i in self.class_ids]
+
+    def at_size(self, size: tuple[int, int]) -> Detections:
+        """The same detections on the same photo decoded at another resolution, `size` (width, height).
+
+        Why: a large JPEG is decoded at a fraction of its size when the network needs fewer pixels
+        (model/images.py, `least_size`); its boxes are mapped back onto the photo as stored, so the
+        results, exports and positions on the ground speak of the file's own pixels.
+        """
+        if self.size is None:
+            raise ValueError("detections without the size they were found at cannot be rescaled")
+        gain = np.array([size[0] / self.size[0], size[1] / self.size[1]] * 2, dtype=np.float32)
+        approx = {t: tuple(float(v) for v in np.asarray(box) * gain) for t, box in self.approx.items()}
+        return replace(self, xyxy=self.xyxy * gain, size=tuple(size), approx=approx)
 
     def with_min_scores(self, thresholds: dict[str, float], default: float = 1.0) -> Detections:
         """Keep boxes whose score reaches their own label's threshold (labels not listed: `default`)."""

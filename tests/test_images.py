@@ -238,3 +238,30 @@ def test_aerial_is_what_the_file_says_about_flying(real_jpeg: bytes, tmp_path: P
         exif = Image.Exif()
         exif[0x010F] = make
         assert load_image(jpeg_with_exif(exif)).aerial is says, make
+
+
+def test_a_large_jpeg_decodes_reduced_to_what_is_asked_and_keeps_its_own_size(real_jpeg: bytes) -> None:
+    """libjpeg's 1/4 scale of a 1920 x 1440 JPEG is 480 x 360: the smallest that covers 400 x 300. The
+    reduced pixels are the photo shrunk (close to OpenCV's area resize of the full decode), and
+    `least_size` is told the stored size and what the file says about flying."""
+    full = cv2.resize(load_image(real_jpeg).pixels, (1920, 1440), interpolation=cv2.INTER_CUBIC)
+    data = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    asked = []
+    loaded = load_image(data, least_size=lambda w, h, aerial: asked.append((w, h, aerial)) or (400, 300))
+    assert asked == [(1920, 1440, None)]
+    assert loaded.reduced and loaded.pixels.shape == (360, 480, 3) and (loaded.width, loaded.height) == (1920, 1440)
+    shrunk = cv2.resize(load_image(data).pixels, (480, 360), interpolation=cv2.INTER_AREA)
+    assert np.abs(loaded.pixels.astype(int) - shrunk).mean() < 3
+    whole = load_image(data, least_size=lambda w, h, aerial: None)
+    assert not whole.reduced and whole.pixels.shape == (1440, 1920, 3)
+
+
+def test_a_reduced_jpeg_turned_by_exif_keeps_its_upright_size_and_other_formats_decode_whole() -> None:
+    """Stored 1600 x 800 with orientation 6: a person sees 800 x 1600, and so do its reduced pixels (200 x 400)."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    turned = load_image(jpeg_with_exif(exif, (1600, 800)), least_size=lambda w, h, aerial: (w // 4, h // 4))
+    assert turned.pixels.shape == (400, 200, 3) and (turned.width, turned.height) == (800, 1600)
+    png = encoded(Image.new("RGB", (1600, 800), (10, 20, 30)), "PNG")
+    whole = load_image(png, least_size=lambda w, h, aerial: (w // 4, h // 4))
+    assert not whole.reduced and whole.pixels.shape == (800, 1600, 3)

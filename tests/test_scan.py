@@ -266,7 +266,7 @@ def test_decoding_runs_one_batch_ahead_not_through_the_folder(
         return load_image_file(path, *args, **kwargs)
 
     monkeypatch.setattr(scan, "load_image_file", counted)
-    batches = scan._decoded(paths, 3)
+    batches = scan._decoded(paths, 3, scan.decode_size((416, 416)))
     first_paths, first = next(batches)
     assert list(first_paths) == paths[:3] and [item.sha256 for item in first] == [
         load_image_file(path).sha256 for path in paths[:3]

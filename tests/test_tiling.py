@@ -24,6 +24,7 @@ from model.runtime import Detector
 from model.tiling import (
     FULL_FRAME,
     TILE_OVERLAP,
+    decode_size,
     detect_images,
     detect_pieces,
     merge_tiles,
@@ -232,3 +233,55 @@ def test_tile_thresholds_drop_weak_tile_boxes_but_never_whole_frame_ones(
     assert reloaded.tile_thresholds == {"fire": 1.0, "smoke": 1.0}
     again = detect_pieces(reloaded, image, conf=0.05)
     assert np.array_equal(again.xyxy, strict.xyxy) and np.array_equal(again.class_ids, strict.class_ids)
+
+
+def test_a_photo_that_is_not_tiled_is_decoded_at_twice_its_letterboxed_size_and_a_tiled_one_whole() -> None:
+    """Whatever EXIF turns it to, a 4000 x 3000 phone photo letterboxes to 416 x 312 px: 832 x 624 covers
+    twice that either way up. A drone frame (aerial) or a photo `--tile on` tiles needs all its pixels,
+    and one already smaller than twice the input needs no reduction."""
+    least = decode_size((416, 416))
+    assert least(4000, 3000, False) == (832, 624)
+    assert least(3000, 4000, None) == (624, 832)
+    assert least(800, 600, None) is None
+    assert least(8000, 6000, True) is None
+    assert decode_size((416, 416), "on")(4000, 3000, False) is None
+    assert decode_size((416, 416), "off")(8000, 6000, True) == (832, 624)
+
+
+def test_a_large_phone_photo_scanned_from_reduced_pixels_finds_what_its_full_pixels_show(
+    detector: Detector, fire: Path, tmp_path: Path
+) -> None:
+    """A real fire photo enlarged to a 12 MP phone JPEG: the scan decodes it at a quarter of its size,
+    and reports the file's size and the same burning problem, in the file's own pixels, as detecting
+    its fully decoded pixels does (a box left in the reduced pixels would sit in the top-left quarter)."""
+    from inference_api.scan import scan
+    from model.images import load_image_file
+
+    pixels = load_image_file(fire).pixels
+    big = cv2.resize(pixels, (4000, round(4000 * pixels.shape[0] / pixels.shape[1])), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "phone.jpg"
+    cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    reduced = load_image_file(path, least_size=decode_size(detector.input_size))
+    assert reduced.reduced and reduced.pixels.shape[1] == 1000 and (reduced.width, reduced.height) == big.shape[1::-1]
+
+    (result,) = scan([path], detector)
+    full = detector.detect([load_image_file(path).pixels])[0].with_min_scores(detector.thresholds)
+    expected = [p for p in detector.problems(full) if p.type == "burning"]
+    found = [p for p in result.problems if p.type == "burning"]
+    assert (result.width, result.height) == big.shape[1::-1] and not result.tiled
+    assert expected and len(found) == len(expected)
+    for want, got in zip(sorted(expected, key=lambda p: -p.score), sorted(found, key=lambda p: -p.score), strict=True):
+        assert iou(want.box, got.box) > 0.9 and abs(want.score - got.score) < 0.05
+
+
+def test_detections_found_on_reduced_pixels_map_back_per_axis_with_their_approximate_boxes() -> None:
+    """Found at 1000 x 751 on a 4000 x 3000 photo (libjpeg rounds each side up): x times 4, y times 3000/751."""
+    found = Detections(
+        np.array([[100, 75.1, 200, 751]]), [0.9], [3], NAMES, size=(1000, 751), approx={"clutter": (0, 0, 500, 375.5)}
+    )
+    back = found.at_size((4000, 3000))
+    np.testing.assert_allclose(back.xyxy, [[400, 300, 800, 3000]], rtol=1e-6)
+    np.testing.assert_allclose(back.approx["clutter"], (0, 0, 2000, 1500), rtol=1e-6)
+    assert back.size == (4000, 3000) and back.labels == ["fire"] and back.scores.tolist() == found.scores.tolist()
+    with pytest.raises(ValueError, match="size"):
+        Detections(np.zeros((0, 4)), [], [], NAMES).at_size((4000, 3000))
