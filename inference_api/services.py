@@ -30,7 +30,7 @@ from inference_api.settings import Settings
 from inference_api.storage import ImageStore
 
 if TYPE_CHECKING:
-    from model.images import LoadedImage
+    from model.images import LeastSize, LoadedImage
     from model.problems import Problem
     from model.runtime import Detector
     from model.tiling import TileMode
@@ -173,30 +173,36 @@ def analyse(
     inspector's close-up phone photo would only pay its time and its extra false alarms, so
     `auto` tiles only what the file says was taken from the air.
     """
-    from model.tiling import detect_images
+    from model.tiling import decode_size, detect_images
 
+    least_size = decode_size(detector.input_size, tile)
     results: list[Analysed] = []
     for start in range(0, len(uploads), DETECT_BATCH):
-        chunk = [_decode(upload, detector, settings) for upload in uploads[start : start + DETECT_BATCH]]
+        chunk = [_decode(upload, detector, settings, least_size) for upload in uploads[start : start + DETECT_BATCH]]
         results.extend(item for item, _ in chunk)
         decoded = [(item, image) for item, image in chunk if image is not None]
         pixels, aerial = [image.pixels for _, image in decoded], [image.aerial for _, image in decoded]
         outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial)
-        for (item, _), detections in zip(decoded, outputs, strict=True):
+        for (item, image), detections in zip(decoded, outputs, strict=True):
+            if image.reduced:
+                detections = detections.at_size((image.width, image.height))
             item.detections = len(detections)
             problems = sorted(detector.problems(detections), key=lambda p: -float(p.score))
             item.problems = problems[:MAX_FINDINGS_PER_IMAGE]
     return results
 
 
-def _decode(upload: Upload, detector: Detector, settings: Settings) -> tuple[Analysed, LoadedImage | None]:
-    """The upload's record and its pixels; no pixels when it cannot be used, and the record says why."""
+def _decode(
+    upload: Upload, detector: Detector, settings: Settings, least_size: LeastSize
+) -> tuple[Analysed, LoadedImage | None]:
+    """The upload's record and its pixels (as few as the detector needs, model/tiling.py's `decode_size`);
+    no pixels when it cannot be used, and the record says why. The record holds the file's own size."""
     from model.images import ImageError, load_image
 
     if upload.error is not None:
         return Analysed(upload.name, error=upload.error), None
     try:
-        loaded = load_image(upload.data, settings.max_pixels, settings.max_upload_bytes)
+        loaded = load_image(upload.data, settings.max_pixels, settings.max_upload_bytes, least_size)
     except ImageError as exc:
         return Analysed(upload.name, error=FileError(file=upload.name, code="invalid_image", message=str(exc))), None
     except Exception as exc:  # a decoder bug must not fail the other files

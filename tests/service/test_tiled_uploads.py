@@ -105,3 +105,32 @@ def test_zip_job_keeps_its_tiling_mode(server: Server, scene: tuple) -> None:
             assert time.monotonic() < deadline, job
             time.sleep(0.2)
         assert len(burning_on(findings_of(client, job["inspection_id"]), box, "fire")) == 1
+
+
+def test_a_phone_sized_upload_is_detected_on_reduced_pixels_and_its_findings_sit_in_the_files_own(
+    server: Server,
+) -> None:
+    """A real fire photo enlarged to a 4000 px wide phone JPEG: the service decodes a quarter of each side
+    for the detector (model/tiling.py's `decode_size`), and the burning finding is the one detecting
+    the fully decoded photo gives, in the file's pixels (left in the reduced ones, it would cover a
+    quarter of the fire's width and miss its place)."""
+    from model.images import load_image
+
+    detector = Detector.load(promoted_model())
+    pixels = cv2.imread(str(surest_fire(detector)))
+    big = cv2.resize(pixels, (4000, round(4000 * pixels.shape[0] / pixels.shape[1])), interpolation=cv2.INTER_CUBIC)
+    photo = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    full = detector.detect([load_image(photo).pixels])[0].with_min_scores(detector.thresholds)
+    (expected,) = [p for p in detector.problems(full) if p.type == "burning" and p.label == "fire"][:1]
+    with server.admin as client:
+        created = client.post("/v1/inspections", files=[("files", ("phone.jpg", photo, "image/jpeg"))])
+        assert created.status_code == 201, created.text
+        found = burning_on(findings_of(client, created.json()["id"]), expected.box, "fire")
+    assert found, "the fire's finding is missing or not where the full photo has it"
+    best = max(found, key=lambda f: f["score"])
+    x1, y1, x2, y2 = best["box"].values()
+    inter = max(0.0, min(x2, expected.box[2]) - max(x1, expected.box[0])) * max(
+        0.0, min(y2, expected.box[3]) - max(y1, expected.box[1])
+    )
+    union = (x2 - x1) * (y2 - y1) + (expected.box[2] - expected.box[0]) * (expected.box[3] - expected.box[1]) - inter
+    assert inter / union > 0.9 and abs(best["score"] - expected.score) < 0.05
