@@ -237,3 +237,26 @@ def test_whole_photo_problems_are_chosen_with_the_kins_chosen_boxes() -> None:
     assert rules["exposed_garbage"]["recall"] == pytest.approx(1.0)
     assert rules["overflowing_garbage"]["recall"] == pytest.approx(0.0)
     assert rules["overflowing_garbage"]["settled"] and rules["overflowing_garbage"]["rounds"] == 3
+
+
+def test_recall_per_clip_counts_a_video_once_and_a_photo_as_its_own_clip() -> None:
+    """Six frames of two videos and two single photos show fire; the model flags one frame of the first
+    video and one photo: 2 of 8 photos, but 2 of 4 clips (the second video and the other photo missed).
+    The no-fire frame flagged counts as a false alarm, never as a clip."""
+    from pathlib import Path
+
+    from training.scene import Photo, PhotoResult, clip_rates, photo_metrics
+
+    def result(name: str, fire: bool, flagged: bool) -> PhotoResult:
+        photo = Photo("test", "cctv", name, Path(f"{name}.jpg"), frozenset({"burning"} if fire else ()), False)
+        return PhotoResult(photo, frozenset({"burning"} if flagged else ()), {}, frozenset(), {})
+
+    results = [result(f"yard_mp4-{i}", True, i == 0) for i in range(3)]
+    results += [result(f"gate_mp4-{i}", True, False) for i in range(3)]
+    results += [result("Q7", True, True), result("Z9", True, False), result("night_mp4-1", False, True)]
+    positive = np.array(["burning" in r.photo.shows for r in results])
+    flagged = np.array(["burning" in r.boxed for r in results])
+    assert clip_rates(results, positive, flagged) == {"clips": 4, "clips_found": 2, "clip_recall": 0.5}
+    detector = photo_metrics(results, {})["burning"]["detector"]
+    assert detector["recall"] == pytest.approx(2 / 8) and detector["clip_recall"] == pytest.approx(0.5)
+    assert detector["false_alarm_rate"] == 1.0 and detector["clips"] == 4

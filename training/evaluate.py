@@ -532,13 +532,14 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _rate(value: float | None, hits: int, total: int) -> str:
+def rate_text(value: float | None, hits: int, total: int) -> str:
+    """A rate for a table: `0.950 (19/20)`, or `–` where nothing was counted."""
     return "–" if value is None else f"{value:.3f} ({hits}/{total})"
 
 
 def _problem_row(scope: str, problem: str, m: dict) -> str:
-    recall = _rate(m["recall"], m["flagged_positives"], m["positives"])
-    false_alarm = _rate(m["false_alarm_rate"], m["flagged_negatives"], m["negatives"])
+    recall = rate_text(m["recall"], m["flagged_positives"], m["positives"])
+    false_alarm = rate_text(m["false_alarm_rate"], m["flagged_negatives"], m["negatives"])
     return f"| {scope} | {problem} | {recall} | {false_alarm} |"
 
 
