@@ -188,14 +188,13 @@ def scan(
     for chunk, loaded in _decoded(paths, batch, decode_size(detector.input_size, tile)):
         photos = [item for item in loaded if isinstance(item, LoadedImage)]
         pixels, aerial = [photo.pixels for photo in photos], [photo.aerial for photo in photos]
-        found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial))
+        sizes = [(photo.width, photo.height) for photo in photos]
+        found = iter(detect_unmerged(detector, pixels, detect_conf, batch, tile, aerial, sizes))
         for path, item in zip(chunk, loaded, strict=True):
             if isinstance(item, str):
                 yield ScanResult(path_text(path), detector.version, error=item)
                 continue
             detections = next(found)
-            if item.reduced:
-                detections = detections.at_size((item.width, item.height))
             problems = detector.problems(merge_tiles(detections.with_min_scores(shipped)))
             georef, georef_warnings = read_georeference(path)
             yield ScanResult(

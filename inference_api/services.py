@@ -182,10 +182,9 @@ def analyse(
         results.extend(item for item, _ in chunk)
         decoded = [(item, image) for item, image in chunk if image is not None]
         pixels, aerial = [image.pixels for _, image in decoded], [image.aerial for _, image in decoded]
-        outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial)
-        for (item, image), detections in zip(decoded, outputs, strict=True):
-            if image.reduced:
-                detections = detections.at_size((image.width, image.height))
+        sizes = [(image.width, image.height) for _, image in decoded]
+        outputs = detect_images(detector, pixels, conf, DETECT_BATCH, tile, aerial, sizes)
+        for (item, _), detections in zip(decoded, outputs, strict=True):
             item.detections = len(detections)
             problems = sorted(detector.problems(detections), key=lambda p: -float(p.score))
             item.problems = problems[:MAX_FINDINGS_PER_IMAGE]

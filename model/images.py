@@ -67,11 +67,6 @@ class LoadedImage:
     aerial: bool | None = None
     """What the file says (`says_aerial`): from the air, from the ground, or nothing. Decides `tile=auto`."""
 
-    @property
-    def reduced(self) -> bool:
-        """Whether `pixels` are fewer than the photo's own (`load_image`'s `least_size`)."""
-        return self.pixels.shape[:2] != (self.height, self.width)
-
 
 def says_aerial(image: Image.Image) -> bool | None:
     """Whether the file says it was taken from the air (True), by a camera on the ground (False), or neither (None).
@@ -170,7 +165,7 @@ def load_image(
     `least_size`: a JPEG is decoded at the smallest of libjpeg's scales (1/2, 1/4, 1/8) that still
     covers the size it returns (Pillow's `draft`), which is a few times faster for a phone photo
     the network sees at 416 px. `width` and `height` stay the stored photo's; only `pixels` is
-    smaller (`LoadedImage.reduced`), and boxes found on them map back with `Detections.at_size`.
+    smaller, and boxes found on them map back with `Detections.at_size` (model/tiling.py's `sizes`).
     """
     if not data:
         raise ImageError("empty file (0 bytes)")

@@ -245,9 +245,11 @@ def detect_images(
     batch_size: int = 8,
     mode: TileMode = "auto",
     aerial: Sequence[bool | None] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[Detections]:
     """`Detector.detect` that tiles the images `mode` says to (see `should_tile`); merged boxes per image."""
-    return [merge_tiles(found) for found in detect_unmerged(detector, images, conf, batch_size, mode, aerial)]
+    found = detect_unmerged(detector, images, conf, batch_size, mode, aerial, sizes)
+    return [merge_tiles(detections) for detections in found]
 
 
 def detect_unmerged(
@@ -257,17 +259,23 @@ def detect_unmerged(
     batch_size: int = 8,
     mode: TileMode = "auto",
     aerial: Sequence[bool | None] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[Detections]:
     """Like `detect_images` but tiled images keep their unmerged pieces, to threshold before `merge_tiles`.
 
     `aerial` is what each image's file says about flying (`LoadedImage.aerial`); nothing, when not given.
+    `sizes`: each photo's own (width, height) (`LoadedImage.width`, `.height`), for images decoded at
+    reduced size (`decode_size`): their boxes come back in the photo's own pixels (`Detections.at_size`).
     Images that are not tiled are detected together in batches, as `Detector.detect` does.
     """
     flying = list(aerial) if aerial is not None else [None] * len(images)
     size = detector.input_size
     tiled = [should_tile(im.shape[1], im.shape[0], size, mode, a) for im, a in zip(images, flying, strict=True)]
     plain = iter(detector.detect([im for im, t in zip(images, tiled, strict=True) if not t], conf, batch_size))
-    return [
+    found = [
         detect_pieces(detector, image, conf, batch_size) if tile else next(plain)
         for image, tile in zip(images, tiled, strict=True)
     ]
+    if sizes is None:
+        return found
+    return [d if d.size == tuple(own) else d.at_size(own) for d, own in zip(found, sizes, strict=True)]

@@ -262,7 +262,7 @@ def test_a_large_phone_photo_scanned_from_reduced_pixels_finds_what_its_full_pix
     path = tmp_path / "phone.jpg"
     cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 92])
     reduced = load_image_file(path, least_size=decode_size(detector.input_size))
-    assert reduced.reduced and reduced.pixels.shape[1] == 1000 and (reduced.width, reduced.height) == big.shape[1::-1]
+    assert reduced.pixels.shape[1] == 1000 and (reduced.width, reduced.height) == big.shape[1::-1]
 
     (result,) = scan([path], detector)
     full = detector.detect([load_image_file(path).pixels])[0].with_min_scores(detector.thresholds)
