@@ -12,9 +12,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Serving needs no torch: the base install is onnxruntime, OpenCV, FastAPI and the database drivers.
+# Serving needs no torch: the base install is onnxruntime, OpenCV, FastAPI and the database drivers,
+# and the `fast` extra (OpenVINO), which the service runs on where the CPU has BF16 (model/networks.py).
 $(VENV)/.serve: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[fast]"
 	touch $@
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from model.networks import AUTO, fastest_runtime
 from model.registry import Registry
 from training.scene import save_detector_graph
 
@@ -70,11 +71,18 @@ def seconds(command: list[str], runtime: str) -> float:
     return time.perf_counter() - start
 
 
+def named(runtime: str) -> str:
+    """`runtime` as the scan's row names it: `auto` with what it chooses on this machine (model/networks.py)."""
+    return f"auto = {fastest_runtime()}" if runtime == AUTO else runtime
+
+
 def main() -> None:
     registry = Registry()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=registry.promoted_path(), help="default: the promoted one")
-    parser.add_argument("--runtime", nargs="+", default=["onnxruntime"], help="runtimes for the full scan")
+    parser.add_argument(
+        "--runtime", nargs="+", default=["onnxruntime", "auto"], help="ENVWATCH_RUNTIME of each full scan"
+    )
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--megapixels", type=float, help="enlarge each photo to this size (phone photos: 12)")
@@ -89,7 +97,7 @@ def main() -> None:
         alone = save_detector_graph(args.model, Path(tmp) / "detector.onnx")
         scan = [str(bin_dir / "envwatch"), "scan", str(folder), "--out", str(out), "--no-progress", "--model"]
         commands = {
-            **{(f"scan, {runtime}", runtime): [*scan, str(args.model)] for runtime in args.runtime},
+            **{(f"scan, {named(runtime)}", runtime): [*scan, str(args.model)] for runtime in args.runtime},
             ("scan, detector alone", "onnxruntime"): [*scan, str(alone)],
             ("yolo predict (detector)", "onnxruntime"): [
                 str(bin_dir / "yolo"), "predict", f"model={alone}", f"source={folder}",
@@ -109,7 +117,7 @@ def main() -> None:
     for name in best:
         if name.startswith("scan"):
             print(f"{name:<30} {yolo / best[name]:.2f}x yolo predict")
-    cost = best[f"scan, {args.runtime[0]}"] / best["scan, detector alone"]
+    cost = best[f"scan, {named(args.runtime[0])}"] / best["scan, detector alone"]
     print(f"the classifier costs {cost:.2f}x the detector-only scan's time (both on {args.runtime[0]})")
 
 

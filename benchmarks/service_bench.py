@@ -2,7 +2,8 @@
 
 Starts `uvicorn inference_api.app:create_app --factory` on a temporary SQLite database, then for
 1, 4 and 16 concurrent clients uploads one photo per request and prints requests/s, p50/p95
-latency, how many were refused (503, pool and queue full) and the server's peak RSS (VmHWM).
+latency, how many were refused (503, pool and queue full) and the server's peak RSS (VmHWM): once
+per runtime named (by default the reference, onnxruntime, then the shipped default, `auto`).
 
     .venv/bin/python benchmarks/service_bench.py --requests 48 --workers 1 --queue 32
 """
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -85,6 +88,29 @@ def run_level(url: str, key: str, photos: list[tuple[str, bytes]], clients: int,
     }
 
 
+@contextmanager
+def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A uvicorn server on a free port with `env`, once ready: its URL and process."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "inference_api.app:create_app", "--factory", "--port", str(port)]
+    server = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit("server did not become ready")
+        yield url, server
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -93,66 +119,47 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="ENVWATCH_DETECT_WORKERS")
     parser.add_argument("--queue", type=int, default=32, help="ENVWATCH_DETECT_QUEUE")
     parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument(
+        "--runtime",
+        nargs="+",
+        default=["onnxruntime", "auto"],
+        help="ENVWATCH_RUNTIME of each server in turn (model/networks.py; default: the reference, then the default)",
+    )
     args = parser.parse_args()
 
     photos = [(p.name, p.read_bytes()) for p in sorted(args.photos.glob("*.jpg"))[:32]]
     if not photos:
         raise SystemExit(f"no photos in {args.photos}")
     key = "ew_bench_" + secrets.token_urlsafe(16)
-    with tempfile.TemporaryDirectory(prefix="envwatch-bench-") as tmp:
-        port = free_port()
-        env = {
-            **os.environ,
-            "ENVWATCH_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-            "ENVWATCH_DATA_DIR": f"{tmp}/images",
-            "ENVWATCH_MODEL_PATH": str(args.model or promoted_model()),
-            "ENVWATCH_ADMIN_KEY": key,
-            "ENVWATCH_DETECT_WORKERS": str(args.workers),
-            "ENVWATCH_DETECT_QUEUE": str(args.queue),
-            "ENVWATCH_LOG_LEVEL": "WARNING",
-        }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "inference_api.app:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            else:
-                raise SystemExit("server did not become ready")
-            run_level(url, key, photos, 1, 4)  # warm-up
-            print(
-                f"model={env['ENVWATCH_MODEL_PATH']} workers={args.workers} queue={args.queue} "
-                f"requests/level={args.requests} cpus={os.cpu_count()}"
-            )
-            print(f"{'clients':>7} {'ok':>5} {'503':>5} {'other':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
-            for level in args.levels:
-                r = run_level(url, key, photos, level, args.requests)
-                print(
-                    f"{r['clients']:>7} {r['ok']:>5} {r['refused']:>5} {r['other']:>5} {r['rps']:>8.1f} "
-                    f"{r['p50'] * 1000:>8.0f} {r['p95'] * 1000:>8.0f}"
-                )
-            print(f"server peak RSS: {peak_rss_mib(server.pid):.0f} MiB")
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
+    model = str(args.model or promoted_model())
+    print(
+        f"model={model} workers={args.workers} queue={args.queue} requests/level={args.requests} cpus={os.cpu_count()}"
+    )
+    print(f"{'runtime':<14} {'clients':>7} {'ok':>5} {'503':>5} {'other':>5} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    for runtime in args.runtime:
+        with tempfile.TemporaryDirectory(prefix="envwatch-bench-") as tmp:
+            env = {
+                **os.environ,
+                "ENVWATCH_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "ENVWATCH_DATA_DIR": f"{tmp}/images",
+                "ENVWATCH_MODEL_PATH": model,
+                "ENVWATCH_ADMIN_KEY": key,
+                "ENVWATCH_DETECT_WORKERS": str(args.workers),
+                "ENVWATCH_DETECT_QUEUE": str(args.queue),
+                "ENVWATCH_LOG_LEVEL": "WARNING",
+                "ENVWATCH_RUNTIME": runtime,
+            }
+            with running_server(env) as (url, server):
+                with httpx.Client(base_url=url, headers={"X-API-Key": key}) as client:
+                    chosen = client.get("/v1/model").json()["runtime"]
+                run_level(url, key, photos, 1, 4)  # warm-up
+                for level in args.levels:
+                    r = run_level(url, key, photos, level, args.requests)
+                    print(
+                        f"{chosen:<14} {r['clients']:>7} {r['ok']:>5} {r['refused']:>5} {r['other']:>5} "
+                        f"{r['rps']:>8.1f} {r['p50'] * 1000:>8.0f} {r['p95'] * 1000:>8.0f}"
+                    )
+                print(f"{chosen:<14} server peak RSS: {peak_rss_mib(server.pid):.0f} MiB")
 
 
 if __name__ == "__main__":

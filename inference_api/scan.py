@@ -317,5 +317,9 @@ def main(args: argparse.Namespace) -> int:
             manifest.close()
         if output is not sys.stdout:
             output.close()
-    print(f"envwatch scan: {images} images, {problems} problems, {errors} errors", file=sys.stderr)
+    runtime = detector.network.runtime if args.engine == "local" else "each Ray worker's runtime"
+    print(
+        f"envwatch scan: {images} images, {problems} problems, {errors} errors (model {detector.version} on {runtime})",
+        file=sys.stderr,
+    )
     return 0

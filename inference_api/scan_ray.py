@@ -10,7 +10,7 @@ Without `--ray-address` a local Ray is started with one CPU per worker and stopp
 with one, the scan joins that cluster and leaves it running. On a cluster every node reads the
 photos itself, so their paths must be the same on every node (a shared or mounted filesystem);
 paths are sent absolute. The model travels with the job (its bytes go to each actor), so only
-envwatch itself must be installed on the nodes. Each actor gives onnxruntime one thread: Ray
+envwatch itself must be installed on the nodes. Each actor gives its runtime one thread: Ray
 schedules the parallelism, and N actors with N threads each would fight over the same cores.
 """
 

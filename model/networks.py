@@ -1,20 +1,29 @@
-"""One ONNX graph run on a CPU runtime: onnxruntime everywhere, OpenVINO where it is installed and chosen.
+"""One ONNX graph run on a CPU runtime: the fastest one that keeps the answers, onnxruntime everywhere else.
 
 onnxruntime is the reference: it ships with the package, and every test and number holds to it.
-OpenVINO (the `fast` extra) runs the same file, chosen with `ENVWATCH_RUNTIME` (`RUNTIMES`):
-`openvino` computes in float32 and gives onnxruntime's answers to rounding; `openvino-bf16` lets
-it compute in bfloat16 where the CPU has it (AVX-512 BF16, AMX), which is faster and not exact
-(benchmarks/runtime_bench.py prints the speed, tests/test_networks.py holds the answers).
-Where OpenVINO is asked for and not installed, loading says so instead of quietly falling back,
-so that a number measured is a number of the runtime named.
+OpenVINO (the `fast` extra) runs the same file: `openvino` computes in float32 and gives
+onnxruntime's answers to rounding; `openvino-bf16` computes in bfloat16 where the CPU has it
+(AVX-512 BF16, AMX), which is faster and not exact (tests/test_networks.py holds it to stated
+tolerances; on val it keeps every label's AP50 within 0.002 and problem recall and false alarms
+within 0.01, model card v6).
 
-A `Network` answers with only the outputs asked for. onnxruntime prunes the rest itself;
-OpenVINO gets one compiled model per set of outputs, so that a tile (detector alone) does not
-also pay for the photo classifier.
+`ENVWATCH_RUNTIME` chooses one of `RUNTIMES`; unset or `auto`, `fastest_runtime()` does:
+openvino-bf16 where OpenVINO is installed and the CPU computes in BF16, onnxruntime otherwise. Not
+OpenVINO in float32 on CPUs without BF16: measured here it was faster on tiles (1.54 s against 2.11 s
+a 12 MP frame) but slower over a whole `envwatch scan` (2.47x `yolo predict` against 2.91x, its
+compile time), so the reference keeps those. Where OpenVINO is asked for by name and not installed,
+loading says so instead of quietly falling back, so that a number measured is a number of the
+runtime named.
+
+A `Network` answers with only the outputs asked for, and computes only what those need: each
+runtime gets one session (or compiled model) per set of outputs, so that a tile (detector alone)
+does not also pay for the photo classifier. onnxruntime does not prune unused outputs by itself
+(the whole graph, asked for boxes only, took 19 ms against the detector's own 14 ms).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -28,7 +37,9 @@ RUNTIME_VARIABLE = "ENVWATCH_RUNTIME"
 OPENVINO_PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16"}
 """OpenVINO's runtimes and the inference precision each asks it for."""
 RUNTIMES = ("onnxruntime", *OPENVINO_PRECISIONS)
-DEFAULT_RUNTIME = "onnxruntime"
+REFERENCE_RUNTIME = "onnxruntime"
+AUTO = "auto"
+"""`ENVWATCH_RUNTIME`'s default: `fastest_runtime()`."""
 
 
 class Network(Protocol):
@@ -47,21 +58,41 @@ class Network(Protocol):
 
 class OnnxRuntimeNetwork:
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
+        self.options = ort.SessionOptions()
         # Idle threads sleep instead of spinning: scan decodes the next photos on a thread while the
         # network runs (inference_api/scan.py), and on 2 cores spinning threads starved that decoding
         # (envwatch scan 1.48x `yolo predict` with spinning, 1.74x without; benchmarks/scan_bench.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
-            options.intra_op_num_threads = threads
+            self.options.intra_op_num_threads = threads
         self.path, self.runtime = Path(path), "onnxruntime"
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.outputs = tuple(o.name for o in self.session.get_outputs())
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        # The file's bytes are kept to cut from later: the file itself may be gone by then (a Ray actor
+        # loads its model from a temporary copy, inference_api/scan_ray.py).
+        self._model = self.path.read_bytes()
+        session = self._session(self._model)
+        self.input_name = session.get_inputs()[0].name
+        self.outputs = tuple(o.name for o in session.get_outputs())
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self._sessions: dict[frozenset[str], ort.InferenceSession] = {frozenset(self.outputs): session}
+        self._lock = threading.Lock()
+
+    def _session(self, model: str | bytes) -> ort.InferenceSession:
+        return ort.InferenceSession(model, self.options, providers=["CPUExecutionProvider"])
+
+    def _session_for(self, outputs: frozenset[str]) -> ort.InferenceSession:
+        """A session of the graph cut down to what `outputs` need (made once per set of outputs)."""
+        with self._lock:
+            if outputs not in self._sessions:
+                import onnx  # here, not at the top: importing it takes 0.5 s, and whole photos never need it
+
+                graph = onnx.load_from_string(self._model)
+                wanted = [name for name in self.outputs if name in outputs]
+                cut = onnx.utils.Extractor(graph).extract_model([self.input_name], wanted)
+                self._sessions[outputs] = self._session(cut.SerializeToString())
+            return self._sessions[outputs]
 
     def run(self, outputs: Sequence[str], batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(outputs), {self.input_name: batch})
+        return self._session_for(frozenset(outputs)).run(list(outputs), {self.input_name: batch})
 
 
 class OpenVinoNetwork:
@@ -103,14 +134,35 @@ class OpenVinoNetwork:
         return [found[name] for name in wanted]
 
 
+@functools.cache
+def fastest_runtime() -> str:
+    """openvino-bf16 where OpenVINO is installed and reports BF16 for this CPU, else onnxruntime (module docstring)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return REFERENCE_RUNTIME
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return "openvino-bf16"
+    return REFERENCE_RUNTIME
+
+
+def measuring_runtime() -> str:
+    """What choosing and measuring run on (fusion and tile thresholds, `envwatch evaluate`, probe scores):
+    `ENVWATCH_RUNTIME` where it is set, else the reference, so that a version's thresholds and its
+    card's numbers do not depend on the machine that made them."""
+    return os.environ.get(RUNTIME_VARIABLE) or REFERENCE_RUNTIME
+
+
 def open_network(path: Path, threads: int | None = None, runtime: str | None = None) -> Network:
-    """`path` on `runtime` (default: `ENVWATCH_RUNTIME`, else onnxruntime)."""
+    """`path` on `runtime` (default: `ENVWATCH_RUNTIME`, else `auto`: `fastest_runtime()`)."""
     named = f"runtime {runtime!r}"
     if runtime is None:
-        runtime = os.environ.get(RUNTIME_VARIABLE) or DEFAULT_RUNTIME
+        runtime = os.environ.get(RUNTIME_VARIABLE) or AUTO
         named = f"{RUNTIME_VARIABLE}={runtime!r}"
+    if runtime == AUTO:
+        runtime = fastest_runtime()
     if runtime not in RUNTIMES:
-        raise ValueError(f"{named}: expected one of {', '.join(RUNTIMES)}")
+        raise ValueError(f"{named}: expected {AUTO} or one of {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
         return OnnxRuntimeNetwork(path, threads)
     try:

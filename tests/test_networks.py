@@ -1,8 +1,8 @@
 """Each CPU runtime (model/networks.py) on the promoted model and real photos, held to onnxruntime's answers.
 
 onnxruntime is the reference. OpenVINO in float32 must give its answers to rounding; in
-bfloat16 it computes with 8-bit mantissas, so it is held to stated tolerances instead, and is
-never chosen unless asked for.
+bfloat16 it computes with 8-bit mantissas, so it is held to stated tolerances instead. It is what
+`auto` (the default) runs where OpenVINO is installed and the CPU has BF16.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from model.images import load_image_file
-from model.networks import RUNTIMES, open_network
+from model.networks import RUNTIMES, fastest_runtime, open_network
 from model.registry import Registry
 from model.runtime import Detector
 from training.metrics import box_iou
@@ -109,15 +109,39 @@ def test_the_metadata_reads_the_same_on_every_runtime() -> None:
 
 def test_an_unknown_runtime_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVWATCH_RUNTIME", "tensorrt")
-    with pytest.raises(ValueError, match=r"ENVWATCH_RUNTIME='tensorrt': expected one of onnxruntime, openvino"):
+    with pytest.raises(ValueError, match=r"ENVWATCH_RUNTIME='tensorrt': expected auto or one of onnxruntime, openvino"):
         Detector.load(MODEL)
 
 
-def test_openvino_asked_for_but_not_installed_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def without_openvino(monkeypatch: pytest.MonkeyPatch):
+    """What `import openvino` meets where the `fast` extra is not installed (and `auto` asked again)."""
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    fastest_runtime.cache_clear()
+    yield
+    fastest_runtime.cache_clear()
+
+
+def test_openvino_asked_for_but_not_installed_says_so(monkeypatch: pytest.MonkeyPatch, without_openvino: None) -> None:
     """No quiet fallback: a speed measured on `openvino` must be OpenVINO's."""
-    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it is not installed
     monkeypatch.setenv("ENVWATCH_RUNTIME", "openvino")
     with pytest.raises(ValueError, match=r"needs OpenVINO, which is not installed"):
         Detector.load(MODEL)
-    monkeypatch.delenv("ENVWATCH_RUNTIME")
+
+
+@pytest.mark.parametrize("setting", ["", "auto"])
+def test_auto_falls_back_to_onnxruntime_without_openvino(
+    monkeypatch: pytest.MonkeyPatch, without_openvino: None, setting: str
+) -> None:
+    monkeypatch.setenv("ENVWATCH_RUNTIME", setting)
     assert Detector.load(MODEL).network.runtime == "onnxruntime"
+
+
+@pytest.mark.parametrize("setting", ["", "auto"])
+def test_auto_runs_bfloat16_where_openvino_and_the_cpu_have_it(monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    """The `fast` extra is part of the test install; whether this CPU computes in BF16 is OpenVINO's to say."""
+    import openvino as ov
+
+    bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    monkeypatch.setenv("ENVWATCH_RUNTIME", setting)
+    assert Detector.load(MODEL).network.runtime == ("openvino-bf16" if bf16 else "onnxruntime")

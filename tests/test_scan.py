@@ -108,7 +108,9 @@ def test_jsonl_has_one_record_per_photo_in_order_and_goes_on_after_errors(
 
     good = [record for record in records if "error" not in record]
     problems = sum(len(record["problems"]) for record in good)
-    assert default_scan.stderr.strip().splitlines()[-1] == f"envwatch scan: 7 images, {problems} problems, 1 errors"
+    assert default_scan.stderr.strip().splitlines()[-1] == (
+        f"envwatch scan: 7 images, {problems} problems, 1 errors (model tiny-test on onnxruntime)"
+    )
     for record in good:
         assert record["model"] == "tiny-test"
         height, width = Image.open(record["image"]).size[::-1]

@@ -9,6 +9,7 @@ test model is too weak to find anything at this scale, so these tests use model/
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from drone_scenes import background, drone_jpeg, paste, surest_fire
 
 from model.detections import Detections
+from model.networks import fastest_runtime
 from model.registry import promoted_model
 from model.runtime import Detector
 from model.tiling import (
@@ -182,7 +184,8 @@ def test_merge_joins_pieces_drops_duplicates_and_keeps_the_rest() -> None:
 def test_scan_cli_tiles_drone_frames_by_default_but_not_ground_photos_or_with_tile_off(
     scene: tuple[np.ndarray, tuple[float, ...]], tmp_path: Path
 ) -> None:
-    """The same pixels twice: as a DJI frame (XMP says it flew) and as a plain JPEG, as a phone writes."""
+    """The same pixels twice: as a DJI frame (XMP says it flew) and as a plain JPEG, as a phone writes. Run as
+    shipped: the runtime left to `auto`, so on this machine the fastest one (model/networks.py)."""
     image, pasted = scene
     flight = {"RelativeAltitude": "+60.00", "GimbalPitchDegree": "-90.0", "FlightYawDegree": "+0.0"}
     (tmp_path / "drone.jpg").write_bytes(drone_jpeg(image, 30.5, 114.3, flight))
@@ -191,9 +194,14 @@ def test_scan_cli_tiles_drone_frames_by_default_but_not_ground_photos_or_with_ti
     for mode in ("default", "off"):
         command = [sys.executable, "-m", "inference_api.cli", "scan", str(tmp_path), "--no-progress"]
         completed = subprocess.run(
-            [*command, *(["--tile", mode] if mode == "off" else [])], capture_output=True, text=True, timeout=300
+            [*command, *(["--tile", mode] if mode == "off" else [])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "ENVWATCH_RUNTIME": ""},
         )
         assert completed.returncode == 0, completed.stderr
+        assert completed.stderr.strip().endswith(f"on {fastest_runtime()})"), completed.stderr
         for line in completed.stdout.splitlines():
             record = json.loads(line)
             records[mode, Path(record["image"]).stem] = record

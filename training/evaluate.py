@@ -58,6 +58,7 @@ from inference_api.scan import collect_paths
 from model.detections import Detections
 from model.fusion import FusionRule
 from model.images import IMAGE_SUFFIXES, load_image_file
+from model.networks import measuring_runtime
 from model.problems import problems_from
 from model.runtime import Detector
 from model.taxonomy import LABEL_NAMES, PROBLEM_TYPES, problem_for_label
@@ -505,6 +506,7 @@ def evaluate(
     result = {
         "model": detector.version,
         "model_path": str(detector.path),
+        "runtime": detector.network.runtime,
         "split": split,
         "images": len(images),
         "excluded": len(exclude),
@@ -684,7 +686,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, runtime=measuring_runtime())
     try:
         result, images = evaluate(
             detector,

@@ -94,11 +94,12 @@ def measure(
 
     `exclude` lists photos to leave out (held-out twins); `extra_negatives` joins the burning cap (docs/probes.md).
     """
+    from model.networks import measuring_runtime
     from model.runtime import Detector
     from training.evaluate import evaluate, read_image_list
 
     left_out = frozenset(read_image_list(exclude)) if exclude else frozenset()
-    detector = Detector.load(onnx)
+    detector = Detector.load(onnx, runtime=measuring_runtime())
     result, _ = evaluate(
         detector, dataset, split, choose, limit=limit, exclude=left_out, extra_negatives=extra_negatives
     )
@@ -223,11 +224,12 @@ def _number(value: float | None) -> str:
 
 def _choose_tile_thresholds(onnx: Path, folder: Path) -> dict:
     """Tile thresholds chosen on `folder` over the thresholds just written, then written beside them."""
+    from model.networks import measuring_runtime
     from model.runtime import Detector
     from training.export import write_metadata
     from training.probes import calibrate_tiles, chosen_tile_thresholds
 
-    records = list(calibrate_tiles(Detector.load(onnx), folder).values())
+    records = list(calibrate_tiles(Detector.load(onnx, runtime=measuring_runtime()), folder).values())
     chosen = chosen_tile_thresholds(records)
     write_metadata(onnx, {"envwatch.tile_thresholds": chosen})
     return {"folder": str(folder), "photos": records[0]["photos"] if records else 0, "tile_thresholds": chosen}

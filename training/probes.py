@@ -30,6 +30,7 @@ import yaml
 
 from inference_api.scan import collect_paths, scan
 from model.images import load_image_file
+from model.networks import measuring_runtime
 from model.runtime import Detector
 from model.taxonomy import PROBLEM_TYPES, problem_for_label
 from model.tiling import FULL_FRAME, TileMode, detect_pieces
@@ -289,7 +290,7 @@ def main(args) -> int:
     from model.registry import promoted_model
 
     if args.action == "calibrate-tiles":
-        detector = Detector.load(args.model or promoted_model())
+        detector = Detector.load(args.model or promoted_model(), runtime=measuring_runtime())
         try:
             records = list(calibrate_tiles(detector, args.images).values())
         except ProbeError as exc:
@@ -309,7 +310,7 @@ def main(args) -> int:
     if not args.images.is_dir():
         print(f"envwatch probe score: no photos at {args.images}: run `envwatch probe fetch` first")
         return 2
-    detector = Detector.load(args.model or promoted_model())
+    detector = Detector.load(args.model or promoted_model(), runtime=measuring_runtime())
     scores = {mode: score(detector, args.images, mode) for mode in args.tile}
     print(f"model {detector.version}, {args.images}:\n")
     print(report(scores))

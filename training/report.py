@@ -462,7 +462,8 @@ def render(result: dict, extra: dict, pr_uri: str, confusion_uri: str, tiles: di
     title = f"envwatch evaluation: {result['model']} on {result['split']}"
     page.add(f"<h1>{html.escape(title)}</h1>")
     page.add(
-        f"<p>Model file <code>{html.escape(result['model_path'])}</code>; {_display(result['images'])} images of "
+        f"<p>Model file <code>{html.escape(result['model_path'])}</code> on "
+        f"{html.escape(result.get('runtime', 'onnxruntime'))}; {_display(result['images'])} images of "
         f"the {html.escape(result['split'])} split. Each label counts only on the sources that annotate it.</p>"
     )
     page.add("<h2>Thresholds</h2>")

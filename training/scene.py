@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from model.fusion import NEVER, FusionRule, family_of
 from model.images import load_image_file
+from model.networks import measuring_runtime
 from model.problems import problems_from
 from model.runtime import Detector
 from model.taxonomy import trainable_labels
@@ -760,7 +761,11 @@ def attach(
     onnx.save(merged, str(out))
     scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": heads.backbone, "size": heads.size}
     write_metadata(out, {"envwatch.version": version, "envwatch.scene": scene, "envwatch.fusion": {}})
-    val = run_photos(Detector(out), read_photos(data, CHOOSING_SPLITS, limit), desc="choose fusion on val and ood_val")
+    val = run_photos(
+        Detector(out, runtime=measuring_runtime()),
+        read_photos(data, CHOOSING_SPLITS, limit),
+        desc="choose fusion on val and ood_val",
+    )
     choice = choose_rules(val, heads.types)
     rules = {problem: FusionRule(c["veto"], c["photo"]) for problem, c in choice.items()}
     thresholds = dict(meta["envwatch.thresholds"])
@@ -826,7 +831,7 @@ def main(args: argparse.Namespace) -> int:
             _write(args.record, {**record, "path": str(record["path"])})
             print(f"model written: {args.out}")
             return 0
-        detector = Detector.load(args.model)
+        detector = Detector.load(args.model, runtime=measuring_runtime())
         results = run_photos(detector, read_photos(args.data, [args.split]), desc=f"photos {args.split}")
     except (FileNotFoundError, ValueError) as exc:
         print(exc, file=sys.stderr)

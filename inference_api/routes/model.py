@@ -31,6 +31,10 @@ class ProblemTypeOut(BaseModel):
 
 class ModelOut(BaseModel):
     version: str
+    runtime: str = Field(
+        description="The CPU runtime the model runs on: the one `ENVWATCH_RUNTIME` names, else the fastest that "
+        "keeps the answers on this machine (model/networks.py)."
+    )
     labels: list[LabelOut]
     problem_types: list[ProblemTypeOut]
 
@@ -40,6 +44,7 @@ def model_info(_: Reader, detector: DetectorDep) -> ModelOut:
     """What a client needs to interpret findings: model version, labels → problems, thresholds."""
     return ModelOut(
         version=str(detector.version),
+        runtime=detector.network.runtime,
         labels=[
             LabelOut(
                 key=name,

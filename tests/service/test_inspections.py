@@ -13,6 +13,7 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 from service_helpers import Server, Upload, with_exif
 
+from model.networks import fastest_runtime
 from model.runtime import Detector
 from model.taxonomy import PROBLEMS_BY_KEY, problem_for_label
 
@@ -118,6 +119,40 @@ def test_default_thresholds_are_the_models_shipped_ones(
     assert below, "a low conf raises what the shipped thresholds hold back"
     tiles = {name: shipped.tile_thresholds.get(name) for name in shipped.names}
     assert {key: label["tile_threshold"] for key, label in labels.items()} == tiles
+
+
+def test_a_server_left_to_choose_runs_the_fastest_runtime_and_finds_what_the_reference_does(
+    server: Server, make_server: Callable[..., Server], inspector_key: str, fire_photos: list[Path], upload: Upload
+) -> None:
+    """The suite's servers run the reference (tests/conftest.py); one started as shipped, `ENVWATCH_RUNTIME`
+    unset, names the runtime it chose and, on real fire photos, raises every finding of the reference's
+    scored 0.5 or more again: same type, boxes overlapping by IoU 0.8 or more (tests/test_networks.py)."""
+    chosen = make_server({"ENVWATCH_RUNTIME": ""})
+    files = [(p.name, p.read_bytes()) for p in fire_photos[:4]]
+    answers = {}
+    for name, running in (("reference", server), ("chosen", chosen)):
+        with running.client(inspector_key) as client:
+            answers[name] = (client.get("/v1/model").json()["runtime"], upload(client, files).json())
+    assert answers["reference"][0] == "onnxruntime" and answers["chosen"][0] == fastest_runtime()
+    found = {name: findings_per_file(body) for name, (_, body) in answers.items()}
+    strong = [(i, f) for i, per_file in enumerate(found["reference"]) for f in per_file if f["score"] >= 0.5]
+    assert any(f["type"] == "burning" for _, f in strong), "the fire photos raise burning on the reference"
+    for index, want in strong:
+        same = [f for f in found["chosen"][index] if f["type"] == want["type"]]
+        assert max((box_overlap(f["box"], want["box"]) for f in same), default=0) >= 0.8, want
+
+
+def findings_per_file(body: dict) -> list[list[dict]]:
+    by_id = {f["id"]: f for f in body["findings"]}
+    return [[by_id[i] for i in result["findings"]] for result in body["files"]]
+
+
+def box_overlap(a: dict[str, float], b: dict[str, float]) -> float:
+    inter = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"])) * max(
+        0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"])
+    )
+    union = (a["x2"] - a["x1"]) * (a["y2"] - a["y1"]) + (b["x2"] - b["x1"]) * (b["y2"] - b["y1"]) - inter
+    return inter / union
 
 
 def test_same_photo_is_stored_once_and_scored_the_same(
