@@ -33,7 +33,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
-from model.networks import RUNTIMES  # noqa: E402
+from model.networks import RUNTIMES, STATIC_AFTER  # noqa: E402
 from model.registry import promoted_model  # noqa: E402
 from model.runtime import Detector  # noqa: E402
 from training.scene import save_detector_graph  # noqa: E402
@@ -52,10 +52,11 @@ def real_images(count: int) -> list[np.ndarray]:
 def measure(
     runners: dict[str, Callable[[Sequence[np.ndarray]], object]], images: list[np.ndarray], batch: int
 ) -> dict[str, np.ndarray]:
-    """Milliseconds per image of each runner's call on each batch, runners alternating, after a warm-up."""
+    """Milliseconds per image of each runner's call on each batch, runners alternating, after a warm-up long
+    enough for OpenVINO to compile the batch's shape alone (`STATIC_AFTER`), as a running service has."""
     batches = [images[start : start + batch] for start in range(0, len(images), batch)]
     for run in runners.values():
-        for chunk in batches[:2]:
+        for chunk in itertools.islice(itertools.cycle(batches[:1]), STATIC_AFTER + 1):
             run(chunk)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for chunk in batches:

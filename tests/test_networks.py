@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from model.images import load_image_file
-from model.networks import RUNTIMES, fastest_runtime, open_network
+from model.networks import MAX_STATIC, RUNTIMES, STATIC_AFTER, fastest_runtime, open_network
 from model.registry import Registry
 from model.runtime import Detector
 from training.metrics import box_iou
@@ -98,6 +98,23 @@ def test_one_network_serves_several_threads_at_once(runtime: str, images: list[n
     for got, want in zip(together, alone, strict=True):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_shape_run_often_gets_its_own_compile_with_the_same_answers(images: list[np.ndarray]) -> None:
+    """OpenVINO compiles a shape that keeps coming (a service's single photos, a scan's batches of 8) for that
+    shape alone; in float32 its answers are the general compile's. At most `MAX_STATIC` such shapes."""
+    network = open_network(MODEL, runtime="openvino")
+    batches = {size: batch_of(images[:size]) for size in range(1, MAX_STATIC + 2)}
+    first = {size: network.run(network.outputs, batch) for size, batch in batches.items()}
+    for _ in range(STATIC_AFTER):
+        for batch in batches.values():
+            network.run(network.outputs, batch)
+    static = [shape for _, shape in network._compiled if shape is not None]
+    assert len(static) == MAX_STATIC and {shape[0] for shape in static} == set(range(1, MAX_STATIC + 1))
+    for size, batch in batches.items():
+        last = network.run(network.outputs, batch)
+        np.testing.assert_allclose(last[0], first[size][0], atol=0.05)
+        np.testing.assert_allclose(last[1], first[size][1], atol=1e-4)
 
 
 def test_the_metadata_reads_the_same_on_every_runtime() -> None:
