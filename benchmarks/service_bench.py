@@ -2,8 +2,9 @@
 
 Starts `uvicorn inference_api.app:create_app --factory` on a temporary SQLite database, then for
 1, 4 and 16 concurrent clients uploads one photo per request and prints requests/s, p50/p95
-latency, how many were refused (503, pool and queue full) and the server's peak RSS (VmHWM): once
-per runtime named (by default the reference, onnxruntime, then the shipped default, `auto`).
+latency, how many were refused (503, pool and queue full), how long a zip batch job of `--job`
+photos takes from upload to done, and the server's peak RSS (VmHWM): once per runtime named (by
+default the reference, onnxruntime, then the shipped default, `auto`).
 
     .venv/bin/python benchmarks/service_bench.py --requests 48 --workers 1 --queue 32
 """
@@ -11,6 +12,7 @@ per runtime named (by default the reference, onnxruntime, then the shipped defau
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import secrets
 import signal
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +34,7 @@ from model.registry import promoted_model
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / ".." / "shared" / "datasets" / "fire-continuous" / "test" / "images"
+GARBAGE = REPO / ".." / "shared" / "datasets" / "garbage-cn" / "valid" / "images"
 
 
 def free_port() -> int:
@@ -88,6 +92,25 @@ def run_level(url: str, key: str, photos: list[tuple[str, bytes]], clients: int,
     }
 
 
+def run_job(url: str, key: str, folder: Path, count: int) -> str:
+    """A zip job of `count` photos (from `folder` and garbage-cn's valid split, in turn), from upload to done."""
+    lists = [sorted(folder.glob("*.jpg")), sorted(GARBAGE.glob("*.jpg"))]
+    paths = [path for pair in zip(*lists, strict=False) for path in pair][:count]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for index, path in enumerate(paths):
+            zipped.write(path, f"{index:04d}-{path.name}")
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=300) as client:
+        started = time.perf_counter()
+        job = client.post("/v1/jobs/zip", files={"archive": ("bench.zip", archive.getvalue(), "application/zip")})
+        job.raise_for_status()
+        while (state := client.get(f"/v1/jobs/{job.json()['id']}").json())["status"] in ("queued", "running"):
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    each = seconds / len(paths) * 1000
+    return f"zip job: {state['processed']} photos {state['status']} in {seconds:.2f} s, {each:.1f} ms a photo"
+
+
 @contextmanager
 def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
     """A uvicorn server on a free port with `env`, once ready: its URL and process."""
@@ -119,6 +142,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="ENVWATCH_DETECT_WORKERS")
     parser.add_argument("--queue", type=int, default=32, help="ENVWATCH_DETECT_QUEUE")
     parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--job", type=int, default=120, help="photos in one zip batch job (0: none)")
     parser.add_argument(
         "--runtime",
         nargs="+",
@@ -159,6 +183,8 @@ def main() -> None:
                         f"{chosen:<14} {r['clients']:>7} {r['ok']:>5} {r['refused']:>5} {r['other']:>5} "
                         f"{r['rps']:>8.1f} {r['p50'] * 1000:>8.0f} {r['p95'] * 1000:>8.0f}"
                     )
+                if args.job:
+                    print(f"{chosen:<14} {run_job(url, key, args.photos, args.job)}")
                 print(f"{chosen:<14} server peak RSS: {peak_rss_mib(server.pid):.0f} MiB")
 
 

@@ -1,9 +1,10 @@
 """Batch jobs: score every photo of a server folder or an uploaded zip, in the background.
 
 A job is one inspection. Creating it lists the files as `JobItem` rows; a single runner thread
-then scores them one by one, and commits each item's results together with its pending → done
-move (a compare-and-set), so after a crash or restart the runner resumes at the first pending
-item and nothing is recorded twice. Cancelling stops the runner before the next item.
+then scores them a batch at a time (the next batch detected while this one is recorded), and
+commits each item's results together with its pending → done move (a compare-and-set that also
+requires the job to be active), so after a crash or restart the runner resumes at the first
+pending item and nothing is recorded twice. Cancelling stops the runner before the next item.
 
 Zips are hostile input: entries with absolute paths, `..`, or links are refused, and so are
 archives whose entry count, total expanded size or compression ratio (per entry, or of all entries
@@ -24,6 +25,8 @@ import time
 import uuid
 import zipfile
 import zlib
+from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -371,13 +374,13 @@ class JobRunner:
         if job is None:
             return False
         with state.sessions() as session:
-            item = session.scalar(
+            items = session.scalars(
                 select(JobItem)
                 .where(JobItem.job_id == job.id, JobItem.status == "pending")
                 .order_by(JobItem.position)
-                .limit(1)
-            )
-        if item is None:
+                .limit(services.DETECT_BATCH)
+            ).all()
+        if not items:
             with transaction(state.sessions) as session:
                 session.execute(
                     update(Job)
@@ -393,26 +396,58 @@ class JobRunner:
                     .where(Job.id == job.id, Job.status == "queued")
                     .values(status="running", started_at=utcnow())
                 )
-        self._score(job, item)
+        self._score(job, items)
         return True
 
-    def _score(self, job: Job, item: JobItem) -> None:
-        state = self.state
+    def _read(self, item: JobItem) -> services.Upload:
         try:
             with open(opened_path(item.path), "rb") as handle:
-                upload = services.read_upload(item.name, handle, state.settings.max_upload_bytes)
+                return services.read_upload(item.name, handle, self.state.settings.max_upload_bytes)
         except OSError as exc:
-            upload = services.Upload(
+            return services.Upload(
                 item.name, error=services.FileError(file=item.name, code="unreadable", message=str(exc))
             )
-        analysed = state.pool.run_waiting(
-            services.analyse, [upload], state.detector, state.settings, job.conf, job.tile
-        )[0]
+
+    def _score(self, job: Job, items: Sequence[JobItem]) -> None:
+        """Score the job's pending items from `items` on, `DETECT_BATCH` at a time, each batch in one detector
+        call, recording each item in order. While one batch is recorded (database, image store), the next is
+        decoded and detected on the pool's worker, so the networks do not wait for the disk."""
+        running = self._submit(job, items)
+        while running is not None:
+            found = running.result()
+            following = [] if self._stop.is_set() else self._pending_after(job, items[-1].position)
+            running = self._submit(job, following) if following else None
+            for item, analysed in zip(items, found, strict=True):
+                if not self._record(job, item, analysed):
+                    return  # cancelled: what runs ahead is dropped (nothing of it is stored yet)
+            items = following
+
+    def _submit(self, job: Job, items: Sequence[JobItem]) -> Future[list[services.Analysed]]:
+        state = self.state
+        uploads = [self._read(item) for item in items]
+        return state.pool.submit_waiting(services.analyse, uploads, state.detector, state.settings, job.conf, job.tile)
+
+    def _pending_after(self, job: Job, position: int) -> list[JobItem]:
+        with self.state.sessions() as session:
+            return list(
+                session.scalars(
+                    select(JobItem)
+                    .where(JobItem.job_id == job.id, JobItem.status == "pending", JobItem.position > position)
+                    .order_by(JobItem.position)
+                    .limit(services.DETECT_BATCH)
+                )
+            )
+
+    def _record(self, job: Job, item: JobItem, analysed: services.Analysed) -> bool:
+        """Commit one item's results with its pending -> done move; False when it may not be recorded: the job
+        was cancelled meanwhile (so cancelling still stops before the next file), or another runner was first."""
+        state = self.state
+        active = select(Job.id).where(Job.id == job.id, Job.status.in_(ACTIVE)).exists()
         try:
             with transaction(state.sessions) as session:
                 claimed = session.execute(
                     update(JobItem)
-                    .where(JobItem.id == item.id, JobItem.status == "pending")
+                    .where(JobItem.id == item.id, JobItem.status == "pending", active)
                     .values(
                         status="done" if analysed.ok else "error",
                         error_message=analysed.error.message if analysed.error else None,
@@ -420,7 +455,7 @@ class JobRunner:
                     .execution_options(synchronize_session=False)
                 )
                 if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                    return  # another runner recorded it first
+                    return False
                 raised = services.add_file_rows(
                     session, state, job.inspection_id, item.position, analysed, job.created_by, utcnow()
                 )
@@ -435,3 +470,4 @@ class JobRunner:
             raise
         for finding in raised:
             state.metrics.detections.labels(finding.type).inc()
+        return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -45,23 +45,34 @@ class DetectorPool:
         """Run `fn(*args)` on a worker and wait for it; `Overloaded` if there is no room."""
         if not self._slots.acquire(blocking=False):
             raise Overloaded(f"{self.workers} detections running and {self.queue} waiting")
-        return self._admitted_run(fn, *args)
+        return self._submit(fn, *args).result()
 
     def run_waiting(self, fn: Callable[..., T], *args: object) -> T:
         """Like `run`, but wait for room instead of refusing: for background work (batch jobs),
         which must share the detector's bounded capacity with uploads without being turned away."""
-        self._slots.acquire()
-        return self._admitted_run(fn, *args)
+        return self.submit_waiting(fn, *args).result()
 
-    def _admitted_run(self, fn: Callable[..., T], *args: object) -> T:
+    def submit_waiting(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """`run_waiting` without waiting for the result: a batch job records one batch while the next runs."""
+        self._slots.acquire()
+        return self._submit(fn, *args)
+
+    def _submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """`fn(*args)` on a worker, holding the slot its caller acquired until it has finished."""
         with self._lock:
             self._admitted += 1
         try:
-            return self._executor.submit(self._tracked, fn, *args).result()
-        finally:
-            with self._lock:
-                self._admitted -= 1
-            self._slots.release()
+            future = self._executor.submit(self._tracked, fn, *args)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _: self._release())
+        return future
+
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+        self._slots.release()
 
     def _tracked(self, fn: Callable[..., T], *args: object) -> T:
         with self._lock:

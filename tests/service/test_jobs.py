@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from service_helpers import Server, at_once
+from service_helpers import Server, Upload, at_once
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,31 @@ def test_zip_job_scores_every_image_and_reports_bad_ones(
     while any(jobs_dir.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(jobs_dir.iterdir()), "extracted files of a finished zip job are removed"
+
+
+def test_a_job_scores_each_photo_as_an_upload_of_it_alone_does(
+    server: Server, inspector_key: str, fire_photos: list[Path], garbage_photos: list[Path], upload: Upload
+) -> None:
+    """Nine photos: batches of four detected together, the next while the last is recorded; each photo's
+    findings are still its own, in its own place, as one upload of that photo alone finds them."""
+    photos = [*fire_photos[:5], *garbage_photos[:4]]
+    entries = {f"{i:02d}-{p.name}": p.read_bytes() for i, p in enumerate(photos)}
+    with server.client(inspector_key) as client:
+        created = client.post("/v1/jobs/zip", files={"archive": ("nine.zip", zip_of(entries), "application/zip")})
+        assert created.status_code == 201, created.text
+        job = wait_job(client, created.json()["id"], lambda j: j["status"] == "done")
+        inspection = client.get(f"/v1/inspections/{job['inspection_id']}").json()
+        alone = [upload(client, [(name, data)]).json() for name, data in entries.items()]
+    assert (job["processed"], job["failed"]) == (9, 0)
+    assert [r["file"] for r in inspection["files"]] == list(entries)
+    by_id = {f["id"]: f for f in inspection["findings"]}
+    assert by_id, "nine fire and garbage photos raise something"
+    for result, single in zip(inspection["files"], alone, strict=True):
+        found = [(by_id[i]["type"], by_id[i]["score"], by_id[i]["box"]) for i in result["findings"]]
+        want = [(f["type"], f["score"], f["box"]) for f in single["findings"]]
+        assert [(t, round(s, 3)) for t, s, _ in found] == [(t, round(s, 3)) for t, s, _ in want], result["file"]
+        for (_, _, got), (_, _, expected) in zip(found, want, strict=True):
+            assert all(abs(got[k] - expected[k]) < 1.0 for k in ("x1", "y1", "x2", "y2"))
 
 
 def tampered_zip(name: str, *, flags: int = 0, method: int | None = None, raw_name: bytes | None = None) -> bytes:
