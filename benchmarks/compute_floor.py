@@ -15,8 +15,9 @@ The compute floor of a photo is the networks' arithmetic divided by the CPU's pe
   honest, strict peak, not one chosen to flatter the model.
 
 Then the per-photo time at batch 1, the whole pipeline on decoded photos (letterbox, both
-networks, box decoding and NMS, fusion: `Detector.detect`), and the networks alone on a ready
-input, each beside the floor of its runtime's precision.
+networks, box decoding and NMS, fusion: `Detector.detect`), and the networks alone on letterboxed
+pixels (with the conversion to the graph's input, as `Detector.detect` runs them), each beside the
+floor of its runtime's precision.
 
     python benchmarks/compute_floor.py --images 32
 """
@@ -37,8 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 from model.images import load_image_file
 from model.networks import RUNTIMES, STATIC_AFTER, open_network
 from model.registry import promoted_model
-from model.runtime import Detector
-from training.photo_features import detector_input
+from model.runtime import Detector, letterbox
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-smoke-pd/valid/images")
@@ -185,9 +185,9 @@ def main() -> None:
         peak = max(rates.values()) * 1e9
         for _ in range(STATIC_AFTER + 1):  # as a running service: OpenVINO has compiled batch 1 alone
             detector.detect(images[:1])
-        batch = detector_input(images[0], detector.input_size)[None]
+        pixels = letterbox(images[0], detector.input_size)[0][None]
         network = detector.network
-        networks = best_seconds(lambda network=network, batch=batch: network.run(network.outputs, batch), 20)
+        networks = best_seconds(lambda network=network, pixels=pixels: network.run_pixels(network.outputs, pixels), 20)
         times = []
         for image in images:
             start = time.perf_counter()

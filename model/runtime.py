@@ -151,9 +151,7 @@ class Detector:
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             fitted = [letterbox(image, self.input_size) for image in chunk]
-            batch = np.stack([f[0] for f in fitted])[..., ::-1].transpose(0, 3, 1, 2)
-            batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
-            found = self.network.run(outputs, batch)
+            found = self.network.run_pixels(outputs, np.stack([f[0] for f in fitted]))
             scenes = found[1] if self.scene_output and scene else [None] * len(chunk)
             decoded = [
                 self.decode(raw, box, conf, scores)

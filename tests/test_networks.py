@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from model.images import load_image_file
-from model.networks import MAX_STATIC, RUNTIMES, STATIC_AFTER, fastest_runtime, open_network
+from model.networks import MAX_STATIC, RUNTIMES, STATIC_AFTER, fastest_runtime, network_input, open_network
 from model.registry import Registry
-from model.runtime import Detector
+from model.runtime import Detector, letterbox
 from training.metrics import box_iou
 from training.photo_features import detector_input
 
@@ -88,6 +88,23 @@ def test_the_outputs_asked_for_are_those_of_the_whole_run(runtime: str, images: 
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_pixels_give_the_answers_of_the_input_made_from_them(runtime: str, images: list[np.ndarray]) -> None:
+    """What detection feeds (uint8 BGR photos, converted by each runtime its own way, OpenVINO inside the
+    compiled model) answers as the float input `network_input` makes from them does: to rounding, or in
+    bfloat16 (other fused kernels) box corners within 4 px of 416 and scores within 0.1."""
+    network = open_network(MODEL, runtime=runtime)
+    pixels = np.stack([letterbox(image, (416, 416))[0] for image in images[:3]])
+    (boxes, scene), (want_boxes, want_scene) = (
+        network.run_pixels(network.outputs, pixels),
+        network.run(network.outputs, network_input(pixels)),
+    )
+    bf16 = runtime == "openvino-bf16"
+    np.testing.assert_allclose(boxes[:, :4], want_boxes[:, :4], atol=4 if bf16 else 1e-2)
+    np.testing.assert_allclose(boxes[:, 4:], want_boxes[:, 4:], atol=0.1 if bf16 else 1e-4)
+    np.testing.assert_allclose(scene, want_scene, atol=0.1 if bf16 else 1e-4)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_one_network_serves_several_threads_at_once(runtime: str, images: list[np.ndarray]) -> None:
     """The service runs detections on worker threads: concurrent runs of one network give each its own answer."""
     network = open_network(MODEL, runtime=runtime)
@@ -109,7 +126,7 @@ def test_a_shape_run_often_gets_its_own_compile_with_the_same_answers(images: li
     for _ in range(STATIC_AFTER):
         for batch in batches.values():
             network.run(network.outputs, batch)
-    static = [shape for _, shape in network._compiled if shape is not None]
+    static = [shape for _, _, shape in network._compiled if shape is not None]
     assert len(static) == MAX_STATIC and {shape[0] for shape in static} == set(range(1, MAX_STATIC + 1))
     for size, batch in batches.items():
         last = network.run(network.outputs, batch)

@@ -21,6 +21,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from model.images import load_image_file
+from model.networks import network_input
 from model.runtime import letterbox
 
 BATCH = 32
@@ -29,7 +30,7 @@ BATCH = 32
 def detector_input(pixels: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """The runtime's network input for one BGR photo (model/runtime.py): letterboxed, RGB, CHW, 0..1."""
     fitted, _ = letterbox(pixels, input_size)
-    return np.ascontiguousarray(fitted[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
+    return network_input(fitted[None])[0]
 
 
 class PhotoFeatures:
