@@ -6,7 +6,8 @@ where installed, on OpenVINO (model/networks.py). All get the same decoded BGR i
 same process, with the same confidence threshold, so the figures cover preprocessing, the
 network(s), decoding and NMS, but not reading files. Ours run the whole file (the photo
 classifier too, where the model has one); Ultralytics runs the detector's graph alone, as the
-issue's peer is `yolo predict` on the detector ONNX.
+issue's peer is `yolo predict` on the detector ONNX; a last row of ours ("…, det") runs that detector
+graph alone too, on the default runtime, to show what the classifier costs.
 
 Latency is per call for batch 1; for batch 8 it is each batch's time divided by 8 (amortised per
 image). Ultralytics pads a lone non-square image only to a multiple of the stride (smaller input)
@@ -84,13 +85,18 @@ def main() -> None:
             continue
         runners[runtime] = lambda chunk, ours=ours: ours.detect(chunk, conf=args.conf, batch_size=len(chunk))
     alone = save_detector_graph(args.model, Path(tempfile.mkdtemp()) / f"{args.model.stem}-detector.onnx")
+    if ours.has_classifier:  # what the pipeline costs without the classifier, on the default runtime
+        detector = Detector.load(alone)
+        runners[f"{detector.network.runtime}, det"] = lambda chunk: detector.detect(
+            chunk, conf=args.conf, batch_size=len(chunk)
+        )
     theirs = YOLO(str(alone), task="detect")
     imgsz = ours.input_size[0]
     runners["ultralytics"] = lambda chunk: theirs.predict(list(chunk), conf=args.conf, imgsz=imgsz, verbose=False)
     shapes = len({image.shape for image in images})
     print(f"model {args.model} (input {imgsz}), {len(images)} images of {shapes} shapes, conf {args.conf}, CPU")
     header = ("runtime", "batch", "mean ms", "p50 ms", "p95 ms", "img/s", "vs ultralytics")
-    print(f"{header[0]:<14} " + " ".join(f"{h:>8}" for h in header[1:6]) + f" {header[6]:>15}")
+    print(f"{header[0]:<20} " + " ".join(f"{h:>8}" for h in header[1:6]) + f" {header[6]:>15}")
     for batch in (1, 8):
         measured = measure(runners, images, batch)
         peer = measured["ultralytics"].mean()
@@ -98,7 +104,7 @@ def main() -> None:
             mean = milliseconds.mean()
             p50, p95 = np.percentile(milliseconds, [50, 95])
             print(
-                f"{name:<14} {batch:>5} {mean:>8.2f} {p50:>8.2f} {p95:>8.2f} {1000 / mean:>8.1f} {peer / mean:>14.2f}x"
+                f"{name:<20} {batch:>5} {mean:>8.2f} {p50:>8.2f} {p95:>8.2f} {1000 / mean:>8.1f} {peer / mean:>14.2f}x"
             )
 
 
