@@ -24,6 +24,7 @@ does not also pay for the photo classifier. onnxruntime does not prune unused ou
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections import Counter
@@ -33,6 +34,8 @@ from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
+
+log = logging.getLogger("envwatch.networks")
 
 RUNTIME_VARIABLE = "ENVWATCH_RUNTIME"
 OPENVINO_PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16"}
@@ -134,6 +137,12 @@ class OpenVinoNetwork:
         self._compiled: dict[tuple[bool, tuple[str, ...], tuple[int, ...] | None], object] = {}
         self._runs: Counter[tuple[bool, tuple[str, ...], tuple[int, ...]]] = Counter()
         self._lock = threading.Lock()
+        # A model of photos gets what whole photos run compiled now rather than at the first photo: a file
+        # OpenVINO cannot compile fails here, at load (and `auto` then takes onnxruntime), and a hot-swapped
+        # model's first request does not wait for it. Other graphs (benchmarks' probes) compile when run.
+        shape = self.model.inputs[0].get_partial_shape()
+        if shape.rank.is_static and shape.rank.get_length() == 4 and shape[1].is_static and shape[1].get_length() == 3:
+            self._compiled[True, self.outputs, None] = self._compile(True, self.outputs, None)
 
     def _pixel_graph(self):
         """The model with `network_input` in front of it, as OpenVINO preprocessing steps: it fuses them into
@@ -160,16 +169,19 @@ class OpenVinoNetwork:
                 static = sum(key[2] is not None for key in self._compiled) < MAX_STATIC
             key = (pixels, outputs, shape if static else None)
             if key not in self._compiled:
-                import openvino as ov
-
-                graph = self._pixel_graph() if pixels else self.model
-                graph = graph.clone() if static else graph  # reshaping changes a model in place
-                if outputs != self.outputs:
-                    graph = ov.Model([graph.output(name) for name in outputs], graph.get_parameters())
-                if static:
-                    graph.reshape({graph.inputs[0]: list(shape)})
-                self._compiled[key] = self.core.compile_model(graph, "CPU", self.config)
+                self._compiled[key] = self._compile(*key)
             return self._compiled[key]
+
+    def _compile(self, pixels: bool, outputs: tuple[str, ...], shape: tuple[int, ...] | None):
+        import openvino as ov
+
+        graph = self._pixel_graph() if pixels else self.model
+        graph = graph.clone() if shape else graph  # reshaping changes a model in place
+        if outputs != self.outputs:
+            graph = ov.Model([graph.output(name) for name in outputs], graph.get_parameters())
+        if shape:
+            graph.reshape({graph.inputs[0]: list(shape)})
+        return self.core.compile_model(graph, "CPU", self.config)
 
     def run(self, outputs: Sequence[str], batch: np.ndarray) -> list[np.ndarray]:
         return self._run(False, outputs, batch)
@@ -212,7 +224,14 @@ def open_network(path: Path, threads: int | None = None, runtime: str | None = N
         runtime = os.environ.get(RUNTIME_VARIABLE) or AUTO
         named = f"{RUNTIME_VARIABLE}={runtime!r}"
     if runtime == AUTO:
-        runtime = fastest_runtime()
+        chosen = fastest_runtime()
+        if chosen == REFERENCE_RUNTIME:
+            return OnnxRuntimeNetwork(path, threads)
+        try:
+            return OpenVinoNetwork(path, threads, chosen)
+        except RuntimeError as exc:  # OpenVINO's own error type, for graphs it cannot read or compile
+            log.warning("OpenVINO cannot run %s (%s): running it on onnxruntime", path, openvino_reason(exc))
+            return OnnxRuntimeNetwork(path, threads)
     if runtime not in RUNTIMES:
         raise ValueError(f"{named}: expected {AUTO} or one of {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
@@ -223,4 +242,14 @@ def open_network(path: Path, threads: int | None = None, runtime: str | None = N
         raise ValueError(
             f"runtime {runtime!r} needs OpenVINO, which is not installed (pip install 'envwatch[fast]')"
         ) from exc
-    return OpenVinoNetwork(path, threads, runtime)
+    try:
+        return OpenVinoNetwork(path, threads, runtime)
+    except RuntimeError as exc:
+        raise ValueError(f"runtime {runtime!r} cannot run {path}: {openvino_reason(exc)}") from exc
+
+
+def openvino_reason(error: Exception) -> str:
+    """OpenVINO's messages open with C++ source positions; the cause is in the lines after them."""
+    noise = ("Exception from src/", "Check '", "To facilitate")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(noise)]
+    return " ".join(lines) or type(error).__name__

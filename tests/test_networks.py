@@ -179,3 +179,30 @@ def test_auto_runs_bfloat16_where_openvino_and_the_cpu_have_it(monkeypatch: pyte
     bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     monkeypatch.setenv("ENVWATCH_RUNTIME", setting)
     assert Detector.load(MODEL).network.runtime == ("openvino-bf16" if bf16 else "onnxruntime")
+
+
+@pytest.fixture
+def openvino_cannot(tmp_path: Path) -> Path:
+    """A graph onnxruntime runs and OpenVINO cannot read: a determinant (ONNX `Det`, which it has no rule for)."""
+    from onnx import TensorProto, helper, save
+
+    node = helper.make_node("Det", ["x"], ["y"])
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])]
+    graph = helper.make_graph([node], "det", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "det.onnx"))
+    return tmp_path / "det.onnx"
+
+
+def test_auto_runs_on_onnxruntime_what_openvino_cannot_and_says_so(
+    openvino_cannot: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    network = open_network(openvino_cannot, runtime="auto")
+    assert network.runtime == "onnxruntime"
+    assert network.run(["y"], np.eye(4, dtype=np.float32) * 2)[0] == pytest.approx(16)
+    if fastest_runtime() != "onnxruntime":
+        assert "OpenVINO cannot run" in caplog.text and "Det" in caplog.text
+
+
+def test_openvino_named_for_a_graph_it_cannot_compile_is_refused_at_load(openvino_cannot: Path) -> None:
+    with pytest.raises(ValueError, match=r"runtime 'openvino' cannot run .*det\.onnx: .*No conversion rule .*Det"):
+        open_network(openvino_cannot, runtime="openvino")

@@ -63,4 +63,5 @@ def test_trained_exported_model_scans_every_photo(
         assert record["model"] == "tiny-test"
         assert record["width"] > 0 and record["height"] > 0
     assert completed.stderr.strip().splitlines()[-1].startswith(f"envwatch scan: {len(photos)} images, ")
-    assert completed.stderr.strip().endswith(", 0 errors (model tiny-test on onnxruntime)")
+    runtime = detector.network.runtime  # the suite's (tests/conftest.py), resolved as the scan resolves it
+    assert completed.stderr.strip().endswith(f", 0 errors (model tiny-test on {runtime})")

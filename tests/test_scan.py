@@ -78,6 +78,11 @@ def photos(shared_datasets: Path, tiny_onnx: Path, tmp_path_factory: pytest.Temp
     return {"folder": folder, "model": model}
 
 
+def suite_runtime(model: Path) -> str:
+    """The runtime the suite runs on (tests/conftest.py), resolved as `envwatch scan` resolves it."""
+    return Detector.load(model).network.runtime
+
+
 def run_scan(model: Path, *arguments: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "inference_api.cli", "scan", *arguments, "--model", str(model), "--no-progress"]
     return subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=300)
@@ -109,7 +114,7 @@ def test_jsonl_has_one_record_per_photo_in_order_and_goes_on_after_errors(
     good = [record for record in records if "error" not in record]
     problems = sum(len(record["problems"]) for record in good)
     assert default_scan.stderr.strip().splitlines()[-1] == (
-        f"envwatch scan: 7 images, {problems} problems, 1 errors (model tiny-test on onnxruntime)"
+        f"envwatch scan: 7 images, {problems} problems, 1 errors (model tiny-test on {suite_runtime(photos['model'])})"
     )
     for record in good:
         assert record["model"] == "tiny-test"
