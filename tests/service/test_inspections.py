@@ -122,15 +122,15 @@ def test_default_thresholds_are_the_models_shipped_ones(
 
 
 def test_a_server_left_to_choose_runs_the_fastest_runtime_and_finds_what_the_reference_does(
-    server: Server, make_server: Callable[..., Server], inspector_key: str, fire_photos: list[Path], upload: Upload
+    make_server: Callable[..., Server], inspector_key: str, fire_photos: list[Path], upload: Upload
 ) -> None:
-    """The suite's servers run the reference (tests/conftest.py); one started as shipped, `ENVWATCH_RUNTIME`
-    unset, names the runtime it chose and, on real fire photos, raises every finding of the reference's
-    scored 0.5 or more again: same type, boxes overlapping by IoU 0.8 or more (tests/test_networks.py)."""
-    chosen = make_server({"ENVWATCH_RUNTIME": ""})
+    """A server on the reference runtime and one started as shipped (`ENVWATCH_RUNTIME` unset): the second
+    names the runtime it chose and, on real fire photos, raises every finding of the reference's scored 0.5
+    or more again: same type, boxes overlapping by IoU 0.8 or more (tests/test_networks.py)."""
+    reference, chosen = make_server({"ENVWATCH_RUNTIME": "onnxruntime"}), make_server({"ENVWATCH_RUNTIME": ""})
     files = [(p.name, p.read_bytes()) for p in fire_photos[:4]]
     answers = {}
-    for name, running in (("reference", server), ("chosen", chosen)):
+    for name, running in (("reference", reference), ("chosen", chosen)):
         with running.client(inspector_key) as client:
             answers[name] = (client.get("/v1/model").json()["runtime"], upload(client, files).json())
     assert answers["reference"][0] == "onnxruntime" and answers["chosen"][0] == fastest_runtime()
