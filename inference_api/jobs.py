@@ -373,13 +373,7 @@ class JobRunner:
         self._current = job.id if job is not None else None
         if job is None:
             return False
-        with state.sessions() as session:
-            items = session.scalars(
-                select(JobItem)
-                .where(JobItem.job_id == job.id, JobItem.status == "pending")
-                .order_by(JobItem.position)
-                .limit(services.DETECT_BATCH)
-            ).all()
+        items = self._pending(job)
         if not items:
             with transaction(state.sessions) as session:
                 session.execute(
@@ -415,7 +409,7 @@ class JobRunner:
         running = self._submit(job, items)
         while running is not None:
             found = running.result()
-            following = [] if self._stop.is_set() else self._pending_after(job, items[-1].position)
+            following = [] if self._stop.is_set() else self._pending(job, after=items[-1].position)
             running = self._submit(job, following) if following else None
             for item, analysed in zip(items, found, strict=True):
                 if not self._record(job, item, analysed):
@@ -427,16 +421,13 @@ class JobRunner:
         uploads = [self._read(item) for item in items]
         return state.pool.submit_waiting(services.analyse, uploads, state.detector, state.settings, job.conf, job.tile)
 
-    def _pending_after(self, job: Job, position: int) -> list[JobItem]:
+    def _pending(self, job: Job, after: int | None = None) -> list[JobItem]:
+        """The job's next `DETECT_BATCH` pending items in order (those after position `after`, when given)."""
+        query = select(JobItem).where(JobItem.job_id == job.id, JobItem.status == "pending")
+        if after is not None:
+            query = query.where(JobItem.position > after)
         with self.state.sessions() as session:
-            return list(
-                session.scalars(
-                    select(JobItem)
-                    .where(JobItem.job_id == job.id, JobItem.status == "pending", JobItem.position > position)
-                    .order_by(JobItem.position)
-                    .limit(services.DETECT_BATCH)
-                )
-            )
+            return list(session.scalars(query.order_by(JobItem.position).limit(services.DETECT_BATCH)))
 
     def _record(self, job: Job, item: JobItem, analysed: services.Analysed) -> bool:
         """Commit one item's results with its pending -> done move; False when it may not be recorded: the job
