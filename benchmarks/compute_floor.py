@@ -25,7 +25,6 @@ floor of its runtime's precision.
 from __future__ import annotations
 
 import argparse
-import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from shared_photos import SHARED_DATASETS, photos_in_turn
 
 from model.images import load_image_file
 from model.networks import RUNTIMES, STATIC_AFTER, open_network
 from model.registry import promoted_model
 from model.runtime import Detector, letterbox
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-smoke-pd/valid/images")
 ARITHMETIC = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -151,9 +150,7 @@ def measure_peaks(runtime: str, repeats: int) -> dict[str, float]:
 
 
 def real_images(count: int) -> list[np.ndarray]:
-    lists = [sorted((SHARED_DATASETS / source).glob("*.jpg")) for source in SOURCES]
-    paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
-    return [load_image_file(path).pixels for path in paths]
+    return [load_image_file(path).pixels for path in photos_in_turn([SHARED_DATASETS / s for s in SOURCES], count)]
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from shared_photos import SHARED_DATASETS, photos_in_turn  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 from model.networks import RUNTIMES, STATIC_AFTER  # noqa: E402
@@ -39,14 +40,12 @@ from model.registry import promoted_model  # noqa: E402
 from model.runtime import Detector  # noqa: E402
 from training.scene import save_detector_graph  # noqa: E402
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-SOURCES = ("garbage-cn/valid", "fire-smoke-8/test", "fire-continuous/test")
+SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-continuous/test/images")
 
 
 def real_images(count: int) -> list[np.ndarray]:
     """`count` photos taken in turn from each shared set, so sizes and aspect ratios are mixed."""
-    lists = [sorted((SHARED_DATASETS / source / "images").glob("*.jpg")) for source in SOURCES]
-    paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
+    paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
     return [cv2.imread(str(path)) for path in paths]
 
 

@@ -18,7 +18,6 @@ They alternate round by round, so a busy machine slows all alike: compare the ra
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shutil
 import subprocess
@@ -28,12 +27,12 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from shared_photos import SHARED_DATASETS, photos_in_turn
 
 from model.networks import AUTO, fastest_runtime
 from model.registry import Registry
 from training.scene import save_detector_graph
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SOURCES = (
     "garbage-cn/valid/images",
     "fire-smoke-pd/valid/images",
@@ -50,8 +49,7 @@ def copy_photos(count: int, folder: Path, megapixels: float | None = None) -> in
     are smoother than a phone's own, so they show the cost of decoding a large file, not how a
     reduced decode changes what the model finds on real detail.
     """
-    lists = [sorted((SHARED_DATASETS / source).glob("*.jpg")) for source in SOURCES]
-    paths = [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
+    paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
     for index, path in enumerate(paths):
         target = folder / f"{index:05d}-{path.name}"
         if megapixels is None:

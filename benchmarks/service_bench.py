@@ -29,12 +29,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from shared_photos import SHARED_DATASETS, photos_in_turn
 
 from model.registry import promoted_model
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = REPO / ".." / "shared" / "datasets" / "fire-continuous" / "test" / "images"
-GARBAGE = REPO / ".." / "shared" / "datasets" / "garbage-cn" / "valid" / "images"
+PHOTOS = SHARED_DATASETS / "fire-continuous" / "test" / "images"
 
 
 def free_port() -> int:
@@ -94,8 +94,7 @@ def run_level(url: str, key: str, photos: list[tuple[str, bytes]], clients: int,
 
 def run_job(url: str, key: str, folder: Path, count: int) -> str:
     """A zip job of `count` photos (from `folder` and garbage-cn's valid split, in turn), from upload to done."""
-    lists = [sorted(folder.glob("*.jpg")), sorted(GARBAGE.glob("*.jpg"))]
-    paths = [path for pair in zip(*lists, strict=False) for path in pair][:count]
+    paths = photos_in_turn([folder, SHARED_DATASETS / "garbage-cn" / "valid" / "images"], count)
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         for index, path in enumerate(paths):
