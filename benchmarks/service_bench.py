@@ -6,7 +6,7 @@ latency, how many were refused (503, pool and queue full), how long a zip batch 
 photos takes from upload to done, and the server's peak RSS (VmHWM): once per runtime named (by
 default the reference, onnxruntime, then the shipped default, `auto`).
 
-    .venv/bin/python benchmarks/service_bench.py --requests 48 --workers 1 --queue 32
+    .venv/bin/python benchmarks/service_bench.py --requests 48 --workers 2 --queue 32
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 from shared_photos import SHARED_DATASETS, photos_in_turn
 
+from inference_api.settings import Settings
 from model.registry import promoted_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +139,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--workers", type=int, default=1, help="ENVWATCH_DETECT_WORKERS")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=Settings.model_fields["detect_workers"].default,
+        help="ENVWATCH_DETECT_WORKERS (default: the service's)",
+    )
     parser.add_argument("--queue", type=int, default=32, help="ENVWATCH_DETECT_QUEUE")
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     parser.add_argument("--job", type=int, default=120, help="photos in one zip batch job (0: none)")

@@ -56,7 +56,12 @@ class Settings(BaseSettings):
         default=60_000_000, gt=0, description="Largest accepted image area; guards against decompression bombs."
     )
 
-    detect_workers: int = Field(default=1, gt=0, description="Detections run at the same time (threads).")
+    detect_workers: int = Field(
+        default=2,
+        gt=0,
+        description="Detections run at the same time (threads). Two keep both stages busy: one photo is decoded, "
+        "checked or drawn (single-threaded) while another is in the networks.",
+    )
     detect_queue: int = Field(default=8, ge=0, description="Detections allowed to wait; beyond that 503.")
     retry_after_s: int = Field(default=5, gt=0, description="Retry-After sent with 503 when overloaded.")
 
