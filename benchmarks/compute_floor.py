@@ -3,8 +3,11 @@
 The compute floor of a photo is the networks' arithmetic divided by the CPU's peak rate:
 
 - **Arithmetic**: every Conv, ConvTranspose, MatMul and Gemm of the ONNX file counted as
-  2 x multiply-adds, with the shapes it really meets on one 416 px photo (the graph is run once with
-  each such node's output exposed, so nothing depends on shape inference). Elementwise work,
+  2 x multiply-adds, with the shapes it really meets (the graph is run once with each such node's
+  output exposed, so nothing depends on shape inference): on the full 416 px square, and on the
+  shapes the photos measured really run at. The detector sees each photo padded only to a multiple
+  of its stride (model/runtime.py's `letterbox`: 416 x 320 for a 4:3 photo), so its share of a
+  photo's arithmetic depends on the photo's shape; the classifier always sees the square. Elementwise work,
   activations, resizes and pooling are left out: they are memory-bound and small next to the
   convolutions, and leaving them out only lowers the floor.
 - **Peak**: the fastest rate any of three compute-bound graphs reaches on the same runtime, at the
@@ -14,12 +17,13 @@ The compute floor of a photo is the networks' arithmetic divided by the CPU's pe
   it is several times what a nano YOLO's 16-256 channel convolutions can use), so this is the
   honest, strict peak, not one chosen to flatter the model.
 
-Then the per-photo time at batch 1, the whole pipeline on decoded photos (letterbox, both
-networks, box decoding and NMS, fusion: `Detector.detect`), and the networks alone on letterboxed
-pixels (with the conversion to the graph's input, as `Detector.detect` runs them), each beside the
-floor of its runtime's precision.
+Then, each beside the floor of its runtime's precision: the networks alone on one photo letterboxed
+to the full square (with the conversion to the graph's input, as `Detector.detect` runs them), against
+the square's floor; and the per-photo time at batch 1 of the whole pipeline on decoded photos
+(letterbox, both networks, box decoding and NMS, fusion: `Detector.detect`), against the mean floor
+of those photos at the shapes they run at.
 
-    python benchmarks/compute_floor.py --images 32
+    python benchmarks/compute_floor.py --images 32 [--aspect 4:3]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from shared_photos import SHARED_DATASETS, photos_in_turn
+from shared_photos import SHARED_DATASETS, aspect_ratio, centre_crop, photos_in_turn
 
 from model.images import load_image_file
 from model.networks import RUNTIMES, STATIC_AFTER, open_network
@@ -45,8 +49,8 @@ ARITHMETIC = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 def model_flops(path: Path, size: tuple[int, int]) -> dict[str, float]:
-    """FLOPs (2 x multiply-adds) of one photo through `path`: the whole file, and the detector alone (what the
-    first output, its boxes, depends on; the rest is the photo classifier)."""
+    """FLOPs (2 x multiply-adds) of one photo of `size` (height, width) through `path`: the whole file, and the
+    detector alone (what the first output, its boxes, depends on; the rest is the photo classifier)."""
     model = onnx.load(str(path))
     weights = {init.name: numpy_helper.to_array(init).shape for init in model.graph.initializer}
     nodes = [node for node in model.graph.node if node.op_type in ARITHMETIC]
@@ -58,7 +62,7 @@ def model_flops(path: Path, size: tuple[int, int]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         onnx.save(exposed, f"{tmp}/exposed.onnx")
         network = open_network(Path(tmp) / "exposed.onnx", runtime="onnxruntime")
-        values = network.run(network.outputs, np.zeros((1, 3, size[1], size[0]), np.float32))
+        values = network.run(network.outputs, np.zeros((1, 3, *size), np.float32))
     shapes = dict(zip(network.outputs, (value.shape for value in values), strict=True))
     detector_nodes = detector_node_names(model)
     total = detector = 0.0
@@ -149,8 +153,15 @@ def measure_peaks(runtime: str, repeats: int) -> dict[str, float]:
     return rates
 
 
-def real_images(count: int) -> list[np.ndarray]:
-    return [load_image_file(path).pixels for path in photos_in_turn([SHARED_DATASETS / s for s in SOURCES], count)]
+def real_images(count: int, aspect: float | None = None) -> list[np.ndarray]:
+    """`count` photos in turn from the sources; with `aspect` (width / height), each cropped about its centre."""
+    images = [load_image_file(path).pixels for path in photos_in_turn([SHARED_DATASETS / s for s in SOURCES], count)]
+    if aspect:
+        boxes = [centre_crop(image.shape[1], image.shape[0], aspect) for image in images]
+        images = [
+            image[top:bottom, left:right] for image, (left, top, right, bottom) in zip(images, boxes, strict=True)
+        ]
+    return images
 
 
 def main() -> None:
@@ -159,14 +170,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each peak probe (the best counts)")
     parser.add_argument("--runtime", nargs="+", default=list(RUNTIMES))
+    parser.add_argument("--aspect", type=aspect_ratio, help="crop each photo to this width:height (phones: 4:3)")
     args = parser.parse_args()
 
-    images = real_images(args.images)
+    images = real_images(args.images, args.aspect)
     reference = Detector.load(args.model, runtime="onnxruntime")
     flops = model_flops(args.model, reference.input_size)
+    classifier = flops["whole"] - flops["detector"]
     print(
         f"model {args.model}: {flops['whole'] / 1e9:.2f} GFLOP a photo at {reference.input_size[0]} px "
-        f"(detector {flops['detector'] / 1e9:.2f}, photo classifier {(flops['whole'] - flops['detector']) / 1e9:.2f})"
+        f"(detector {flops['detector'] / 1e9:.2f}, photo classifier {classifier / 1e9:.2f})"
+    )
+    shapes = [letterbox(image, reference.input_size, reference.stride)[0].shape[:2] for image in images]
+    detector_at = {shape: model_flops(args.model, shape)["detector"] for shape in set(shapes)}
+    photo_flops = float(np.mean([detector_at[shape] + classifier for shape in shapes]))
+    print(
+        f"the {len(images)} photos, at the shapes the detector sees them ({len(detector_at)} shapes): "
+        f"{photo_flops / 1e9:.2f} GFLOP a photo on average"
     )
     print(f"{'runtime':<14} {'peak probe':<26} {'GFLOP/s':>9}")
     rows = []
@@ -190,20 +210,21 @@ def main() -> None:
             start = time.perf_counter()
             detector.detect([image])
             times.append(time.perf_counter() - start)
-        rows.append((runtime, peak, flops["whole"] / peak, networks, float(np.mean(times))))
+        rows.append((runtime, peak, networks, float(np.mean(times))))
     print()
-    columns = ("peak GFLOP/s", "floor ms", "networks ms", "x floor", "pipeline ms", "x floor")
+    columns = ("peak GFLOP/s", "square floor", "networks ms", "x floor", "photos floor", "pipeline ms", "x floor")
     print(f"{'runtime':<14} " + " ".join(f"{column:>12}" for column in columns))
-    for runtime, peak, floor, networks, pipeline in rows:
+    for runtime, peak, networks, pipeline in rows:
+        square, photos = flops["whole"] / peak, photo_flops / peak
         print(
-            f"{runtime:<14} {peak / 1e9:>12.0f} {floor * 1000:>12.2f} {networks * 1000:>12.2f} "
-            f"{networks / floor:>11.2f}x {pipeline * 1000:>12.2f} {pipeline / floor:>11.2f}x"
+            f"{runtime:<14} {peak / 1e9:>12.0f} {square * 1000:>12.2f} {networks * 1000:>12.2f} "
+            f"{networks / square:>11.2f}x {photos * 1000:>12.2f} {pipeline * 1000:>12.2f} {pipeline / photos:>11.2f}x"
         )
-    best = min(rows, key=lambda row: row[4])
+    best = min(rows, key=lambda row: row[3])
+    top = max(row[1] for row in rows)
     print(
-        f"\nfastest pipeline: {best[0]}, {best[4] * 1000:.2f} ms a photo at batch 1; the CPU's floor at its best "
-        f"measured peak ({max(row[1] for row in rows) / 1e9:.0f} GFLOP/s): "
-        f"{flops['whole'] / max(row[1] for row in rows) * 1000:.2f} ms"
+        f"\nfastest pipeline: {best[0]}, {best[3] * 1000:.2f} ms a photo at batch 1; the CPU's floor for these "
+        f"photos at its best measured peak ({top / 1e9:.0f} GFLOP/s): {photo_flops / top * 1000:.2f} ms"
     )
 
 

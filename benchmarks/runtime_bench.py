@@ -10,12 +10,13 @@ issue's peer is `yolo predict` on the detector ONNX; a last row of ours ("…, d
 graph alone too, on the default runtime, to show what the classifier costs.
 
 Latency is per call for batch 1; for batch 8 it is each batch's time divided by 8 (amortised per
-image). Ultralytics pads a lone non-square image only to a multiple of the stride (smaller input)
-where we always pad the full square, so its batch-1 figures include that advantage. The two
+image). Both pad a non-square photo only to a multiple of the stride (smaller input): Ultralytics
+when every image of a call has the same shape (at batch 1 always; at batch 8 it pads the full square
+for these mixed photos), ours always, in one detector call per shape (model/runtime.py). The two
 runtimes alternate batch by batch, so a busy machine (a training run) slows both alike: compare
 the ratios. Needs the `train` extra (Ultralytics).
 
-    python benchmarks/runtime_bench.py --model build/dev-model.onnx --images 64
+    python benchmarks/runtime_bench.py --model build/dev-model.onnx --images 64 [--aspect 4:3]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from shared_photos import SHARED_DATASETS, photos_in_turn  # noqa: E402
+from shared_photos import SHARED_DATASETS, aspect_ratio, centre_crop, photos_in_turn  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 from model.networks import RUNTIMES, STATIC_AFTER  # noqa: E402
@@ -43,10 +44,17 @@ from training.scene import save_detector_graph  # noqa: E402
 SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-continuous/test/images")
 
 
-def real_images(count: int) -> list[np.ndarray]:
-    """`count` photos taken in turn from each shared set, so sizes and aspect ratios are mixed."""
+def real_images(count: int, aspect: float | None = None) -> list[np.ndarray]:
+    """`count` photos taken in turn from each shared set, so sizes and aspect ratios are mixed; with `aspect`
+    (width / height), each cropped about its centre to that shape."""
     paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
-    return [cv2.imread(str(path)) for path in paths]
+    images = [cv2.imread(str(path)) for path in paths]
+    if aspect:
+        boxes = [centre_crop(image.shape[1], image.shape[0], aspect) for image in images]
+        images = [
+            image[top:bottom, left:right] for image, (left, top, right, bottom) in zip(images, boxes, strict=True)
+        ]
+    return images
 
 
 def measure(
@@ -72,9 +80,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=promoted_model(), help="ONNX model (default: the promoted one)")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--conf", type=float, default=0.25, help="the same threshold for both sides")
+    parser.add_argument("--aspect", type=aspect_ratio, help="crop each photo to this width:height (phones: 4:3)")
     args = parser.parse_args()
 
-    images = real_images(args.images)
+    images = real_images(args.images, args.aspect)
     runners: dict[str, Callable[[Sequence[np.ndarray]], object]] = {}
     for runtime in RUNTIMES:
         try:

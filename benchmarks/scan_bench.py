@@ -12,7 +12,7 @@ They alternate round by round, so a busy machine slows all alike: compare the ra
 `train` extra (Ultralytics).
 
     python benchmarks/scan_bench.py --images 200 --rounds 2
-    python benchmarks/scan_bench.py --images 60 --rounds 2 --megapixels 12   # phone-sized photos
+    python benchmarks/scan_bench.py --images 60 --rounds 2 --megapixels 12 --aspect 4:3   # phone photos
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
-from shared_photos import SHARED_DATASETS, photos_in_turn
+from shared_photos import SHARED_DATASETS, aspect_ratio, centre_crop, photos_in_turn
 
 from model.networks import AUTO, fastest_runtime
 from model.registry import Registry
@@ -41,24 +41,28 @@ SOURCES = (
 )
 
 
-def copy_photos(count: int, folder: Path, megapixels: float | None = None) -> int:
+def copy_photos(count: int, folder: Path, megapixels: float | None = None, aspect: float | None = None) -> int:
     """`count` photos taken in turn from each shared set (mixed sizes and cameras), copied into `folder`.
 
     `megapixels`: each enlarged to about that size instead (bicubic, JPEG quality 92), standing in for
     full-size phone photos, which no shared set holds (its largest are under 4 MP). Enlarged photos
     are smoother than a phone's own, so they show the cost of decoding a large file, not how a
-    reduced decode changes what the model finds on real detail.
+    reduced decode changes what the model finds on real detail. `aspect` (width / height): each
+    cropped about its centre to that shape first (`centre_crop`).
     """
     paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
     for index, path in enumerate(paths):
         target = folder / f"{index:05d}-{path.name}"
-        if megapixels is None:
+        if megapixels is None and aspect is None:
             shutil.copy(path, target)
             continue
         photo = Image.open(path).convert("RGB")
-        gain = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
-        size = (round(photo.width * gain), round(photo.height * gain))
-        photo.resize(size, Image.Resampling.BICUBIC).save(target, "JPEG", quality=92)
+        if aspect:
+            photo = photo.crop(centre_crop(photo.width, photo.height, aspect))
+        if megapixels:
+            gain = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
+            photo = photo.resize((round(photo.width * gain), round(photo.height * gain)), Image.Resampling.BICUBIC)
+        photo.save(target, "JPEG", quality=92)
     return len(paths)
 
 
@@ -84,13 +88,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--megapixels", type=float, help="enlarge each photo to this size (phone photos: 12)")
+    parser.add_argument(
+        "--aspect", type=aspect_ratio, help="crop each photo to this width:height first (phone photos: 4:3)"
+    )
     args = parser.parse_args()
 
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         folder.mkdir()
-        count = copy_photos(args.images, folder, args.megapixels)
+        count = copy_photos(args.images, folder, args.megapixels, args.aspect)
         out = Path(tmp) / "out.jsonl"
         alone = save_detector_graph(args.model, Path(tmp) / "detector.onnx")
         scan = [str(bin_dir / "envwatch"), "scan", str(folder), "--out", str(out), "--no-progress", "--model"]
@@ -107,6 +114,7 @@ def main() -> None:
             for (name, runtime), command in commands.items():
                 times[name].append(seconds(command, runtime))
     size = f"enlarged to {args.megapixels:g} MP" if args.megapixels else "as stored"
+    size += f", cropped to {args.aspect:.2f}:1" if args.aspect else ""
     print(f"{count} photos ({size}), {args.rounds} rounds, best round per command (whole process)")
     best = {name: min(values) for name, values in times.items()}
     for name, value in best.items():

@@ -17,3 +17,19 @@ def photos_in_turn(folders: Sequence[Path], count: int) -> list[Path]:
     """Up to `count` JPEGs, one from each of `folders` in turn (each folder's in name order)."""
     lists = [sorted(folder.glob("*.jpg")) for folder in folders]
     return [path for group in itertools.zip_longest(*lists) for path in group if path][:count]
+
+
+def aspect_ratio(text: str) -> float:
+    """A command line's `4:3` (or `1.33`) as width / height."""
+    width, _, height = text.partition(":")
+    return float(width) / float(height or 1)
+
+
+def centre_crop(width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
+    """The largest box (left, top, right, bottom) of `aspect` (width / height) about a photo's centre.
+
+    Most shared photos are square (their exporter stretched them to 640 x 640), where phones and drones
+    shoot 4:3: benchmarks crop them to the shape the product meets."""
+    crop_w, crop_h = min(width, round(height * aspect)), min(height, round(width / aspect))
+    left, top = (width - crop_w) // 2, (height - crop_h) // 2
+    return left, top, left + crop_w, top + crop_h

@@ -53,18 +53,34 @@ class Letterbox:
     height: int
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio and pad to `size` (h, w), exactly as Ultralytics' LetterBox."""
+def letterbox(image: np.ndarray, size: tuple[int, int], stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to `size` (h, w), exactly as Ultralytics' LetterBox.
+
+    With `stride`, pad the short side only up to the next multiple of it, as Ultralytics' predict does
+    (`auto=True`): a 4:3 photo gives 416 x 320 instead of 416 x 416, a quarter less detector work.
+    Padded on, centred, to the full square, that result is exactly what `stride=None` gives (`square_fit`).
+    """
     height, width = image.shape[:2]
     gain = min(size[0] / height, size[1] / width)
     new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
-    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    dw, dh = size[1] - new_w, size[0] - new_h
+    if stride:
+        dw, dh = dw % stride, dh % stride
     if (width, height) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
+    top, bottom = round(dh / 2 - 0.1), round(dh / 2 + 0.1)
+    left, right = round(dw / 2 - 0.1), round(dw / 2 + 0.1)
     image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
     return image, Letterbox(new_w / width, new_h / height, left, top, width, height)
+
+
+def square_fit(shape: tuple[int, ...], fit: Letterbox, size: tuple[int, int]) -> Letterbox:
+    """Where a photo stride-letterboxed to `shape` sits once padded on, centred, to the full `size`, as the photo
+    classifier pads it inside its graph (training/scene.py's `pad_to_square`): exactly the record of
+    `letterbox(image, size)`. Exact because the padding still missing on each axis, `size` minus a multiple of
+    the stride, is a multiple of the (even) stride too, so it splits evenly and shifts the rounding by whole pixels.
+    """
+    return replace(fit, pad_x=fit.pad_x + (size[1] - shape[1]) // 2, pad_y=fit.pad_y + (size[0] - shape[0]) // 2)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -110,6 +126,14 @@ class Detector:
         self.scene_types: tuple[str, ...] = tuple(scene.get("types", ()))
         """Problem types the photo classifier scores, in the order of its output; empty: a detector-only model."""
         self.scene_output: str | None = scene.get("output") if self.scene_types else None
+        stride = self.network.metadata.get("stride")
+        self.stride: int | None = (
+            int(stride) if stride and (scene.get("pads_to_square") or not self.scene_types) else None
+        )
+        """The detector sees photos padded only to a multiple of this (`letterbox`), as Ultralytics' predict does,
+        where the file allows it: Ultralytics' exports record their stride, and a classifier beside the detector
+        must pad its input to the square it learned on itself (`envwatch.scene`'s `pads_to_square`, from v8).
+        Otherwise (v4-v7) every photo is padded to the full square, as those files were made for."""
         self.fusion: dict[str, FusionRule] = read_rules(meta.get("envwatch.fusion", {}))
         """Per problem type, how classifier and boxes raise problems together (model/fusion.py)."""
         self.learned: LearnedHeads | None = LearnedHeads.read(meta.get("envwatch.learned"))
@@ -141,7 +165,9 @@ class Detector:
 
         With `conf` None each label keeps its shipped threshold; a number applies to every label.
         With `scene` (and a classifier in the file) each result also carries the classifier's
-        scores; `scene=False` runs the detector alone, as tiles do.
+        scores; `scene=False` runs the detector alone, as tiles do. Photos padded to the stride
+        (`self.stride`) run in one call per shape among each chunk's photos, so a photo's answers
+        do not depend on what it is batched with.
         """
         outputs = [self.detector_output] + ([self.scene_output] if scene and self.scene_output else [])
         learned = self.learned if scene else None
@@ -149,21 +175,31 @@ class Detector:
             outputs += [learned.output, learned.map_output]
         results: list[Detections] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            fitted = [letterbox(image, self.input_size) for image in chunk]
-            found = self.network.run_pixels(outputs, np.stack([f[0] for f in fitted]))
-            scenes = found[1] if self.scene_output and scene else [None] * len(chunk)
+            fitted = [letterbox(image, self.input_size, self.stride) for image in images[start : start + batch_size]]
+            rows = self._run_by_shape([pixels for pixels, _ in fitted], outputs)
             decoded = [
-                self.decode(raw, box, conf, scores)
-                for raw, (_, box), scores in zip(found[0], fitted, scenes, strict=True)
+                self.decode(row[0], fit, conf, row[1] if len(outputs) > 1 else None)
+                for row, (_, fit) in zip(rows, fitted, strict=True)
             ]
-            if learned:
+            if learned:  # the activation maps are the classifier's, which sees the full square
                 decoded = [
-                    self.with_learned(d, box, s, m)
-                    for d, (_, box), s, m in zip(decoded, fitted, found[-2], found[-1], strict=True)
+                    self.with_learned(found, square_fit(pixels.shape, fit, self.input_size), row[-2], row[-1])
+                    for found, (pixels, fit), row in zip(decoded, fitted, rows, strict=True)
                 ]
             results += decoded
         return results
+
+    def _run_by_shape(self, pixels: list[np.ndarray], outputs: list[str]) -> list[list[np.ndarray]]:
+        """Per photo, `outputs` of the network, from one call per input shape among `pixels`."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, photo in enumerate(pixels):
+            by_shape.setdefault(photo.shape, []).append(index)
+        rows: list[list[np.ndarray]] = [[] for _ in pixels]
+        for members in by_shape.values():
+            found = self.network.run_pixels(outputs, np.stack([pixels[i] for i in members]))
+            for position, index in enumerate(members):
+                rows[index] = [output[position] for output in found]
+        return rows
 
     def with_learned(self, detections: Detections, fit: Letterbox, scores: np.ndarray, maps: np.ndarray) -> Detections:
         """`detections` with the learned types' scores and, from their activation maps, approximate boxes."""

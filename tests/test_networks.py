@@ -22,12 +22,13 @@ from training.metrics import box_iou
 from training.photo_features import detector_input
 
 MODEL = Registry().promoted_path()
-SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-smoke-pd/valid/images")
+SOURCES = ("garbage-cn/valid/images", "fire-smoke-8/test/images", "fire-smoke-pd/valid/images", "fire-scenes-cair/fire")
 
 
 @pytest.fixture(scope="module")
 def images(shared_datasets: Path) -> list[np.ndarray]:
-    """Four photos from each of three sources: garbage, CCTV fire and smoke, outdoor plumes and empty frames."""
+    """Four photos from each of four sources: garbage, CCTV fire and smoke, outdoor plumes and empty frames (all
+    square), and web photos of other shapes, which the detector sees padded only to its stride."""
     paths = [path for folder in SOURCES for path in sorted((shared_datasets / folder).glob("*.jpg"))[:4]]
     return [load_image_file(path).pixels for path in paths]
 

@@ -23,7 +23,7 @@ from ultralytics import YOLO
 from ultralytics.data.augment import LetterBox
 
 from model.detections import Detections
-from model.runtime import PAD_VALUE, Detector, letterbox, nms
+from model.runtime import PAD_VALUE, Detector, letterbox, nms, square_fit
 from training.export import write_metadata
 
 IMGSZ = 160
@@ -84,18 +84,24 @@ def unmatched(ours: Detections, theirs: Detections) -> list[tuple]:
 
 
 def test_same_boxes_as_ultralytics_predict(tiny_onnx: Path, detector: Detector, images: list[np.ndarray]) -> None:
-    # With a dynamic-batch ONNX, Ultralytics pads to the smallest stride multiple instead of the full square
-    # when every image in one call has the same shape; our runtime always pads square. A call with mixed
-    # shapes (asserted in the fixture) makes Ultralytics pad square too, which is what we compare against.
+    # With a dynamic ONNX, Ultralytics pads to the smallest stride multiple instead of the full square when every
+    # image in one call has the same shape, and to the square otherwise. Our runtime pads every photo to the
+    # stride, whatever it is batched with, so Ultralytics gets one call per shape (the fixture has several).
     ours = detector.detect(images, conf=LOW_CONF)
-    results = YOLO(str(tiny_onnx), task="detect").predict(images, conf=LOW_CONF, imgsz=IMGSZ, verbose=False)
+    yolo = YOLO(str(tiny_onnx), task="detect")
+    theirs: dict[int, Detections] = {}
+    for shape in {image.shape for image in images}:
+        same = [index for index, image in enumerate(images) if image.shape == shape]
+        results = yolo.predict([images[i] for i in same], conf=LOW_CONF, imgsz=IMGSZ, verbose=False)
+        for index, result in zip(same, results, strict=True):
+            boxes = result.boxes
+            theirs[index] = Detections(boxes.xyxy.numpy(), boxes.conf.numpy(), boxes.cls.numpy(), detector.names)
     assert sum(len(found) for found in ours) > 0, "no boxes at all: nothing was compared"
-    for image, found, result in zip(images, ours, results, strict=True):
-        theirs = Detections(
-            result.boxes.xyxy.numpy(), result.boxes.conf.numpy(), result.boxes.cls.numpy(), detector.names
+    for index, (image, found) in enumerate(zip(images, ours, strict=True)):
+        assert len(found) == len(theirs[index]), (
+            f"image {image.shape}: {len(found)} boxes, Ultralytics {len(theirs[index])}"
         )
-        assert len(found) == len(theirs), f"image {image.shape}: {len(found)} boxes, Ultralytics {len(theirs)}"
-        assert unmatched(found, theirs) == [], f"image {image.shape}"
+        assert unmatched(found, theirs[index]) == [], f"image {image.shape}"
 
 
 def test_batch_gives_the_same_as_one_by_one(detector: Detector, images: list[np.ndarray]) -> None:
@@ -130,6 +136,30 @@ def test_letterbox_hand_computed(width, height, resized, padding, gains) -> None
     assert inner.shape[:2] == (resized[1], resized[0]) and (inner == 7).all()
     assert (fitted == PAD_VALUE).sum() == fitted.size - inner.size
     np.testing.assert_array_equal(fitted, LetterBox((IMGSZ, IMGSZ), auto=False)(image=image))
+
+
+@pytest.mark.parametrize(("width", "height"), [(480, 230), (100, 300), (80, 80), (640, 479), (333, 1000), (1, 9)])
+def test_stride_letterbox_is_ultralytics_rect_and_pads_on_to_the_square(width, height) -> None:
+    image = np.random.default_rng(width * height).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    fitted, fit = letterbox(image, (IMGSZ, IMGSZ), stride=32)
+    np.testing.assert_array_equal(fitted, LetterBox((IMGSZ, IMGSZ), auto=True, stride=32)(image=image))
+    assert fitted.shape[0] % 32 == 0 and fitted.shape[1] % 32 == 0
+    extra_y, extra_x = (IMGSZ - fitted.shape[0]) // 2, (IMGSZ - fitted.shape[1]) // 2
+    padded = cv2.copyMakeBorder(fitted, extra_y, extra_y, extra_x, extra_x, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    square, square_record = letterbox(image, (IMGSZ, IMGSZ))
+    np.testing.assert_array_equal(padded, square)
+    assert square_fit(fitted.shape, fit, (IMGSZ, IMGSZ)) == square_record
+
+
+def test_detector_pads_to_the_stride_only_where_the_file_allows(tiny_onnx: Path, tmp_path: Path) -> None:
+    """A detector alone, or a classifier that pads its own input: stride. A v4-v7 classifier learned on the square
+    and its graph resizes whatever it gets, so those files keep the full square."""
+    assert Detector.load(tiny_onnx, runtime="onnxruntime").stride == 32
+    scene = {"types": ["burning"], "output": "output0"}
+    old = copy_with_metadata(tiny_onnx, tmp_path / "old.onnx", {"envwatch.scene": scene})
+    assert Detector.load(old, runtime="onnxruntime").stride is None
+    new = copy_with_metadata(tiny_onnx, tmp_path / "new.onnx", {"envwatch.scene": {**scene, "pads_to_square": True}})
+    assert Detector.load(new, runtime="onnxruntime").stride == 32
 
 
 def test_decode_maps_boxes_back_to_original_pixels(detector: Detector) -> None:

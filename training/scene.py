@@ -6,9 +6,11 @@ fire. A backbone pretrained on ImageNet has seen a million photos of everything;
 per problem type on its frozen features learns "does this photo show burning / exposed garbage /
 an overflowing bin?" in seconds on this CPU and carries that breadth to photos it never saw.
 
-The classifier sees exactly what the detector sees: the runtime's letterboxed input (416 px,
-model/runtime.py), resized inside the graph to `SCENE_SIZE` and normalised as the backbone was
-trained. So the exported ONNX has one input and two outputs, and serving stays torch-free.
+The classifier sees the runtime's letterboxed input (model/runtime.py) padded on to the full 416 px
+square (`pad_to_square`: from v8 the runtime pads photos only to a multiple of the detector's stride,
+as Ultralytics' predict does), resized inside the graph to `SCENE_SIZE` and normalised as the
+backbone was trained. So the exported ONNX has one input and two outputs, and serving stays
+torch-free.
 
 Steps (docs in README's "Rebuilding the model"):
 
@@ -45,7 +47,7 @@ from model.fusion import NEVER, FusionRule, family_of
 from model.images import load_image_file
 from model.networks import measuring_runtime
 from model.problems import problems_from
-from model.runtime import Detector
+from model.runtime import PAD_VALUE, Detector
 from model.taxonomy import trainable_labels
 from training.cache import cache_dir
 from training.dataset import OOD, OOD_VAL, PHOTO_TYPES, PHOTOS_FILE, SPLITS, group_key
@@ -149,15 +151,39 @@ def load_backbone(name: str = BACKBONE) -> nn.Module:
     return EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path()).eval()
 
 
+def pad_to_square(x: torch.Tensor, square: tuple[int, int] = DETECTOR_INPUT) -> torch.Tensor:
+    """The detector's input (N, 3, H, W) padded on to its full input size `square` with the letterbox's grey, centred.
+
+    From v8 the runtime feeds the detector photos padded only to a multiple of its stride (model/runtime.py's
+    `letterbox`, as Ultralytics' predict does: 416 x 320 for a 4:3 photo, a quarter less detector work). The
+    classifier learned on the full square, and this makes its input that square again, pixel for pixel
+    (`square_fit` there says where the photo then sits); on a square input it does nothing. Written with the
+    input's own shape, so the exported graph pads whatever size it is given.
+    """
+    height, width = x.shape[2], x.shape[3]
+    top, left = (square[0] - height) // 2, (square[1] - width) // 2
+    pads = (left, square[1] - width - left, top, square[0] - height - top)
+    return F.pad(x, pads, mode="constant", value=PAD_VALUE / 255.0)
+
+
 class SceneNet(nn.Module):
     """Letterboxed detector input (N, 3, H, W; RGB in 0..1) to pooled backbone features or per-type scores."""
 
-    def __init__(self, backbone: nn.Module, size: int = SCENE_SIZE, head: nn.Linear | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        size: int = SCENE_SIZE,
+        head: nn.Linear | None = None,
+        square: tuple[int, int] = DETECTOR_INPUT,
+    ) -> None:
         super().__init__()
-        self.backbone, self.size, self.head = backbone, size, head
+        self.backbone, self.size, self.head, self.square = backbone, size, head, square
+        """`square`: the detector's full input size, which the input is padded on to (`pad_to_square`)."""
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            pad_to_square(x, self.square), size=(self.size, self.size), mode="bilinear", align_corners=False
+        )
         x = (x - 0.5) / 0.5  # EfficientNet-Lite's own normalisation: (pixel - 127.5) / 127.5
         return self.backbone.extract_features(x).mean(dim=(2, 3))
 
@@ -212,7 +238,10 @@ class FeatureCache(PhotoFeatures):
         graph = folder / "backbone.onnx"
         if not graph.is_file():
             export_onnx(
-                _Features(SceneNet(load_backbone(backbone), size)), graph.with_suffix(".part"), "images", "features"
+                _Features(SceneNet(load_backbone(backbone), size, square=input_size)),
+                graph.with_suffix(".part"),
+                "images",
+                "features",
             )
             graph.with_suffix(".part").rename(graph)
         super().__init__(graph, input_size, folder)
@@ -406,7 +435,10 @@ def train(
 def export_scene(heads: Heads, out: Path, input_name: str) -> Path:
     """The backbone and heads as an ONNX graph reading the detector's input (dynamic batch and size)."""
     return export_onnx(
-        SceneNet(load_backbone(heads.backbone), heads.size, heads.linear()), out, input_name, SCENE_OUTPUT
+        SceneNet(load_backbone(heads.backbone), heads.size, heads.linear(), heads.input_size),
+        out,
+        input_name,
+        SCENE_OUTPUT,
     )
 
 
@@ -759,7 +791,13 @@ def attach(
     scene_file.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(merged, str(out))
-    scene = {"types": list(heads.types), "output": SCENE_OUTPUT, "backbone": heads.backbone, "size": heads.size}
+    scene = {
+        "types": list(heads.types),
+        "output": SCENE_OUTPUT,
+        "backbone": heads.backbone,
+        "size": heads.size,
+        "pads_to_square": True,  # `pad_to_square`: the runtime may pad photos only to the detector's stride
+    }
     write_metadata(out, {"envwatch.version": version, "envwatch.scene": scene, "envwatch.fusion": {}})
     val = run_photos(
         Detector(out, runtime=measuring_runtime()),
