@@ -17,7 +17,7 @@ drawn (`--draw`):
 
 The held-out sets:
 
-- **burning**: the `ood` split (half of fire-scenes-cair's web photos: 47 fire, 276 no fire),
+- **burning**: the `ood` split (half of fire-scenes-cair's out-of-domain half: 32 fire, 123 no fire),
   out of domain for every source the labels come from except cair's train half.
 - **exposed garbage**: the `ood` split has no garbage photo, so recall is measured on garbage-cn's
   test split (in domain: the same cameras as the labels) and false alarms both there (photos with

@@ -178,7 +178,7 @@ class Detector:
             fitted = [letterbox(image, self.input_size, self.stride) for image in images[start : start + batch_size]]
             rows = self._run_by_shape([pixels for pixels, _ in fitted], outputs)
             decoded = [
-                self.decode(row[0], fit, conf, row[1] if len(outputs) > 1 else None)
+                self.decode(row[0], fit, conf, row[1] if scene and self.scene_output else None)
                 for row, (_, fit) in zip(rows, fitted, strict=True)
             ]
             if learned:  # the activation maps are the classifier's, which sees the full square
