@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from shared_photos import SHARED_DATASETS, aspect_ratio, centre_crop, photos_in_turn
+from shared_photos import SHARED_DATASETS, aspect_ratio, centre_cropped, photos_in_turn
 
 from model.images import load_image_file
 from model.networks import RUNTIMES, STATIC_AFTER, open_network
@@ -155,13 +155,8 @@ def measure_peaks(runtime: str, repeats: int) -> dict[str, float]:
 
 def real_images(count: int, aspect: float | None = None) -> list[np.ndarray]:
     """`count` photos in turn from the sources; with `aspect` (width / height), each cropped about its centre."""
-    images = [load_image_file(path).pixels for path in photos_in_turn([SHARED_DATASETS / s for s in SOURCES], count)]
-    if aspect:
-        boxes = [centre_crop(image.shape[1], image.shape[0], aspect) for image in images]
-        images = [
-            image[top:bottom, left:right] for image, (left, top, right, bottom) in zip(images, boxes, strict=True)
-        ]
-    return images
+    paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
+    return centre_cropped([load_image_file(path).pixels for path in paths], aspect)
 
 
 def main() -> None:
@@ -175,17 +170,17 @@ def main() -> None:
 
     images = real_images(args.images, args.aspect)
     reference = Detector.load(args.model, runtime="onnxruntime")
-    flops = model_flops(args.model, reference.input_size)
+    shapes = [letterbox(image, reference.input_size, reference.stride)[0].shape[:2] for image in images]
+    flops_at = {shape: model_flops(args.model, shape) for shape in {reference.input_size, *shapes}}
+    flops = flops_at[reference.input_size]
     classifier = flops["whole"] - flops["detector"]
     print(
         f"model {args.model}: {flops['whole'] / 1e9:.2f} GFLOP a photo at {reference.input_size[0]} px "
         f"(detector {flops['detector'] / 1e9:.2f}, photo classifier {classifier / 1e9:.2f})"
     )
-    shapes = [letterbox(image, reference.input_size, reference.stride)[0].shape[:2] for image in images]
-    detector_at = {shape: model_flops(args.model, shape)["detector"] for shape in set(shapes)}
-    photo_flops = float(np.mean([detector_at[shape] + classifier for shape in shapes]))
+    photo_flops = float(np.mean([flops_at[shape]["detector"] + classifier for shape in shapes]))
     print(
-        f"the {len(images)} photos, at the shapes the detector sees them ({len(detector_at)} shapes): "
+        f"the {len(images)} photos, at the shapes the detector sees them ({len(set(shapes))} shapes): "
         f"{photo_flops / 1e9:.2f} GFLOP a photo on average"
     )
     print(f"{'runtime':<14} {'peak probe':<26} {'GFLOP/s':>9}")

@@ -33,7 +33,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from shared_photos import SHARED_DATASETS, aspect_ratio, centre_crop, photos_in_turn  # noqa: E402
+from shared_photos import SHARED_DATASETS, aspect_ratio, centre_cropped, photos_in_turn  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 
 from model.networks import RUNTIMES, STATIC_AFTER  # noqa: E402
@@ -48,13 +48,7 @@ def real_images(count: int, aspect: float | None = None) -> list[np.ndarray]:
     """`count` photos taken in turn from each shared set, so sizes and aspect ratios are mixed; with `aspect`
     (width / height), each cropped about its centre to that shape."""
     paths = photos_in_turn([SHARED_DATASETS / source for source in SOURCES], count)
-    images = [cv2.imread(str(path)) for path in paths]
-    if aspect:
-        boxes = [centre_crop(image.shape[1], image.shape[0], aspect) for image in images]
-        images = [
-            image[top:bottom, left:right] for image, (left, top, right, bottom) in zip(images, boxes, strict=True)
-        ]
-    return images
+    return centre_cropped([cv2.imread(str(path)) for path in paths], aspect)
 
 
 def measure(

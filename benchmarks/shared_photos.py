@@ -10,6 +10,8 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
@@ -33,3 +35,11 @@ def centre_crop(width: int, height: int, aspect: float) -> tuple[int, int, int, 
     crop_w, crop_h = min(width, round(height * aspect)), min(height, round(width / aspect))
     left, top = (width - crop_w) // 2, (height - crop_h) // 2
     return left, top, left + crop_w, top + crop_h
+
+
+def centre_cropped(images: list[np.ndarray], aspect: float | None) -> list[np.ndarray]:
+    """Decoded photos (H, W, C) each cropped to `centre_crop`'s box; `aspect` None: as they are."""
+    if not aspect:
+        return images
+    boxes = [centre_crop(image.shape[1], image.shape[0], aspect) for image in images]
+    return [image[top:bottom, left:right] for image, (left, top, right, bottom) in zip(images, boxes, strict=True)]

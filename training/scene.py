@@ -151,7 +151,7 @@ def load_backbone(name: str = BACKBONE) -> nn.Module:
     return EfficientNet.from_pretrained(name, weights_path=files.get_model_file_path()).eval()
 
 
-def pad_to_square(x: torch.Tensor, square: tuple[int, int] = DETECTOR_INPUT) -> torch.Tensor:
+def pad_to_square(x: torch.Tensor, square: tuple[int, int]) -> torch.Tensor:
     """The detector's input (N, 3, H, W) padded on to its full input size `square` with the letterbox's grey, centred.
 
     From v8 the runtime feeds the detector photos padded only to a multiple of its stride (model/runtime.py's
