@@ -110,7 +110,7 @@ def _add_scene(commands: argparse._SubParsersAction) -> None:
 
 def _add_models(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "models", help="model registry: list, add, evaluate, promote, rollback, learn versions"
+        "models", help="model registry: list, add, evaluate, promote, rollback, learn, quantize versions"
     )
     parser.add_argument("--registry", type=Path, default=None, help="registry folder (default: model/)")
     actions = parser.add_subparsers(dest="action", required=True)
@@ -144,6 +144,12 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
         "learn", help="learn new problem types from the service's photo labels (its ENVWATCH_* settings; torch-free)"
     )
     learn.add_argument("--version", default=None, help="name of the new version (default <promoted>-learned-<time>)")
+    quantize = actions.add_parser(
+        "quantize", help="write a version's INT8 copy, run by ENVWATCH_RUNTIME=onnxruntime-int8 (training/quantize.py)"
+    )
+    quantize.add_argument("version")
+    quantize.add_argument("--data", type=Path, default=REPO / "build" / "dataset", help="its train photos calibrate")
+    quantize.add_argument("--photos", type=int, default=None, help="calibration photos (default 128), from train")
     parser.set_defaults(module="training.model_versions", handler="main")
 
 

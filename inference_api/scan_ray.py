@@ -9,9 +9,10 @@ the ordinary writers, with the manifest, so outputs and `--resume` behave as wit
 Without `--ray-address` a local Ray is started with one CPU per worker and stopped at the end;
 with one, the scan joins that cluster and leaves it running. On a cluster every node reads the
 photos itself, so their paths must be the same on every node (a shared or mounted filesystem);
-paths are sent absolute. The model travels with the job (its bytes go to each actor), so only
-envwatch itself must be installed on the nodes. Each actor gives its runtime one thread: Ray
-schedules the parallelism, and N actors with N threads each would fight over the same cores.
+paths are sent absolute. The model travels with the job (its bytes, and its INT8 copy where it
+has one, go to each actor), so only envwatch itself must be installed on the nodes. Each actor
+gives its runtime one thread: Ray schedules the parallelism, and N actors with N threads each would
+fight over the same cores.
 """
 
 from __future__ import annotations
@@ -28,20 +29,30 @@ import numpy as np
 import ray
 
 from inference_api.scan import ScanResult, UsageError, scan
+from model.networks import quantized_copy
 from model.runtime import Detector
 from model.tiling import TileMode
+
+MODEL_FILE = "model.onnx"
+
+
+def model_files(model: Path) -> dict[str, bytes]:
+    """What a worker needs to load `model` as this machine would: the file and, where there is one, its INT8 copy
+    (model/networks.py), which `auto` runs on workers whose CPU has no BF16 just as it does here."""
+    files = {MODEL_FILE: model.read_bytes()}
+    if quantized_copy(model).is_file():
+        files[quantized_copy(Path(MODEL_FILE)).name] = quantized_copy(model).read_bytes()
+    return files
 
 
 class ScanActor:
     """One Ray actor: a detector loaded once, scanning the batches of paths it is given."""
 
     def __init__(self, model: ray.ObjectRef, conf: float | None, batch: int, tile: TileMode) -> None:
-        with tempfile.NamedTemporaryFile(suffix=".onnx", delete=False) as handle:
-            handle.write(ray.get(model))
-        try:
-            self.detector = Detector.load(Path(handle.name), threads=1)
-        finally:
-            os.unlink(handle.name)
+        with tempfile.TemporaryDirectory() as folder:  # the model file and its INT8 copy, named as beside each other
+            for name, data in ray.get(model).items():
+                (Path(folder) / name).write_bytes(data)
+            self.detector = Detector.load(Path(folder) / MODEL_FILE, threads=1)
         self.conf, self.batch, self.tile = conf, batch, tile
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -91,7 +102,7 @@ def scan_ray(
         blocks = min(len(items), max(workers, -(-len(items) // batch)))  # every worker gets work from the start
         results = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             ScanActor,
-            fn_constructor_kwargs={"model": ray.put(model.read_bytes()), "conf": conf, "batch": batch, "tile": tile},
+            fn_constructor_kwargs={"model": ray.put(model_files(model)), "conf": conf, "batch": batch, "tile": tile},
             batch_size=batch,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),

@@ -5,13 +5,22 @@ OpenVINO (the `fast` extra) runs the same file: `openvino` computes in float32 a
 onnxruntime's answers to rounding; `openvino-bf16` computes in bfloat16 where the CPU has it
 (AVX-512 BF16, AMX), which is faster and not exact (tests/test_networks.py holds it to stated
 tolerances; on val it keeps every label's AP50 within 0.003 and problem recall and false alarms
-within 0.01, model card v6).
+within 0.01, model card v6). `onnxruntime-int8` runs the file's INT8 copy (`<name>.int8.onnx`
+beside it, made by `envwatch models quantize`, training/quantize.py) on onnxruntime: on a CPU
+without BF16 (AVX2 only, measured on a Zen 3 EPYC) 1.3-1.4x faster than float32 for v8's two
+networks, held to stated tolerances like bfloat16 (tests/test_networks.py). A copy records the
+sha256 of the file it was made from, and a copy made from another file (the model re-exported
+since) is never run.
 
 `ENVWATCH_RUNTIME` chooses one of `RUNTIMES`; unset or `auto`, `fastest_runtime()` does:
 openvino-bf16 where OpenVINO is installed and the CPU computes in BF16, onnxruntime otherwise. Not
 OpenVINO in float32 on CPUs without BF16: measured here it was faster on tiles (1.54 s against 2.11 s
 a 12 MP frame) but slower over a whole `envwatch scan` (2.47x `yolo predict` against 2.91x, its
-compile time), so the reference keeps those. Where OpenVINO is asked for by name and not installed,
+compile time), so the reference keeps those. Nor the INT8 copy, which must be named: on val it
+kept problem recall and false alarms within 0.01 but lost 2.5 points of exposed garbage's AP50, and
+on test it found 510 of 543 fire photos against the float file's 520 (model card v8); `auto` does
+not trade found fires for speed.
+Where a runtime is asked for by name and cannot run (OpenVINO not installed, no current INT8 copy),
 loading says so instead of quietly falling back, so that a number measured is a number of the
 runtime named.
 
@@ -24,6 +33,8 @@ does not also pay for the photo classifier. onnxruntime does not prune unused ou
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -40,8 +51,12 @@ log = logging.getLogger("envwatch.networks")
 RUNTIME_VARIABLE = "ENVWATCH_RUNTIME"
 OPENVINO_PRECISIONS = {"openvino": "f32", "openvino-bf16": "bf16"}
 """OpenVINO's runtimes and the inference precision each asks it for."""
-RUNTIMES = ("onnxruntime", *OPENVINO_PRECISIONS)
+QUANTIZED_RUNTIME = "onnxruntime-int8"
+RUNTIMES = ("onnxruntime", *OPENVINO_PRECISIONS, QUANTIZED_RUNTIME)
 REFERENCE_RUNTIME = "onnxruntime"
+QUANTIZED_SUFFIX = ".int8.onnx"
+QUANTIZED_FROM = "envwatch.quantized_from"
+"""Metadata of an INT8 copy: the sha256 of the float file it was made from."""
 AUTO = "auto"
 """`ENVWATCH_RUNTIME`'s default: `fastest_runtime()`."""
 STATIC_AFTER = 32
@@ -116,6 +131,29 @@ class OnnxRuntimeNetwork:
 
     def run_pixels(self, outputs: Sequence[str], pixels: np.ndarray) -> list[np.ndarray]:
         return self.run(outputs, network_input(pixels))
+
+
+def quantized_copy(path: Path) -> Path:
+    """Where the INT8 copy of the model file at `path` lives: beside it, `<name>.int8.onnx`."""
+    return path.with_name(f"{path.stem}{QUANTIZED_SUFFIX}")
+
+
+class QuantizedNetwork(OnnxRuntimeNetwork):
+    """onnxruntime on the INT8 copy of the file at `path`; refused (ValueError) where there is no copy or the
+    copy was made from another file, whose answers it would give in this file's name."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        copy = quantized_copy(Path(path))
+        if not copy.is_file():
+            raise ValueError(f"runtime {QUANTIZED_RUNTIME!r} needs {copy}: make it with `envwatch models quantize`")
+        super().__init__(copy, threads)
+        self.runtime = QUANTIZED_RUNTIME
+        made_from = json.loads(self.metadata.pop(QUANTIZED_FROM, "null"))
+        if made_from != hashlib.sha256(Path(path).read_bytes()).hexdigest():
+            raise ValueError(
+                f"{copy.name} was not made from this {Path(path).name} (the model changed since): "
+                "make it again with `envwatch models quantize`"
+            )
 
 
 class OpenVinoNetwork:
@@ -234,8 +272,10 @@ def open_network(path: Path, threads: int | None = None, runtime: str | None = N
             return OnnxRuntimeNetwork(path, threads)
     if runtime not in RUNTIMES:
         raise ValueError(f"{named}: expected {AUTO} or one of {', '.join(RUNTIMES)}")
-    if runtime == "onnxruntime":
+    if runtime == REFERENCE_RUNTIME:
         return OnnxRuntimeNetwork(path, threads)
+    if runtime == QUANTIZED_RUNTIME:
+        return QuantizedNetwork(path, threads)
     try:
         import openvino  # noqa: F401
     except ImportError as exc:

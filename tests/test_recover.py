@@ -13,7 +13,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from training.recover import calibration_photos, photo_batches, rebuild
+from training.calibration import calibration_photos
+from training.recover import photo_batches, rebuild
 
 REPO = Path(__file__).resolve().parents[1]
 V3 = REPO / "model" / "versions" / "v3" / "envwatch-v3.onnx"

@@ -42,7 +42,8 @@ def train(args: argparse.Namespace) -> int:
     project = args.project or cache_dir() / "runs"  # outside the work tree: a long run outlives the checkout
     init = args.init
     if init is not None and init.suffix == ".onnx":  # a version whose .pt was lost: rebuilt from its graph
-        from training.recover import calibration_photos, write_checkpoint
+        from training.calibration import calibration_photos
+        from training.recover import write_checkpoint
 
         try:
             photos = calibration_photos(args.data)

@@ -1,4 +1,4 @@
-"""`envwatch models list|add|evaluate|promote|rollback`: the model registry from the command line.
+"""`envwatch models list|add|evaluate|promote|rollback|learn|quantize`: the model registry from the command line.
 
 `add` turns a checkpoint into a registered version: ONNX export, thresholds chosen on the val split
 of the dataset it was trained on, numbers on its test split, and a generated model card stating
@@ -376,6 +376,23 @@ def learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def quantize(args: argparse.Namespace) -> int:
+    """Write a version's INT8 copy beside its file (training/quantize.py), calibrated on the dataset's train photos."""
+    from training.calibration import calibration_photos
+    from training.quantize import QUANTIZATION_PHOTOS
+    from training.quantize import quantize as write_copy
+
+    path = _registry(args).path_of(args.version)
+    photos = calibration_photos(args.data / "data.yaml", args.photos or QUANTIZATION_PHOTOS)
+    copy = write_copy(path, photos)
+    print(
+        f"wrote {copy} ({copy.stat().st_size / 1e6:.1f} MB), calibrated on {len(photos)} train photos of {args.data}; "
+        "ENVWATCH_RUNTIME=onnxruntime-int8 runs it. Hold it to the float file on val before shipping it: "
+        f"ENVWATCH_RUNTIME=onnxruntime-int8 envwatch scene evaluate --model {path} --split val (and envwatch evaluate)"
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     handlers = {
         "list": list_versions,
@@ -384,6 +401,7 @@ def main(args: argparse.Namespace) -> int:
         "promote": promote,
         "rollback": rollback,
         "learn": learn,
+        "quantize": quantize,
     }
     try:
         return handlers[args.action](args)

@@ -29,34 +29,19 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import onnx  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
 from ultralytics.nn.modules import Conv  # noqa: E402
 
-from model.images import TRAINING_SUFFIXES, load_image_file  # noqa: E402
-from training.evaluate import evenly_spaced  # noqa: E402
+from model.images import load_image_file  # noqa: E402
 from training.partial_labels import PartialLabelDetectionModel  # noqa: E402
 from training.photo_features import detector_input  # noqa: E402
 
 ARCHITECTURE = "yolov5n.yaml"
 """Ultralytics' YOLOv5u-n: what every envwatch detector so far was trained as (training/train.py)."""
-CALIBRATION_PHOTOS = 256
-"""Enough for per-channel statistics of every layer: 256 photos at 416 px give each of the deepest
-layer's channels some 44,000 values."""
 
 
 def _metadata(model: onnx.ModelProto) -> dict[str, object]:
     return {p.key: json.loads(p.value) for p in model.metadata_props if p.key.startswith("envwatch.")}
-
-
-def calibration_photos(data_yaml: Path, count: int = CALIBRATION_PHOTOS) -> list[Path]:
-    """`count` training photos of the dataset, evenly spaced over its sorted names (every source)."""
-    data = yaml.safe_load(data_yaml.read_text())
-    folder = Path(data.get("path") or data_yaml.parent) / data["train"]
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in TRAINING_SUFFIXES)
-    if not photos:
-        raise ValueError(f"no training photos in {folder} to calibrate the rebuilt BatchNorms on")
-    return evenly_spaced(photos, count, key=lambda _photo: folder)
 
 
 def photo_batches(photos: Sequence[Path], size: tuple[int, int], batch: int = 16):

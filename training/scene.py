@@ -876,7 +876,12 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if not detector.has_classifier:
         print(f"{detector.path} has no photo classifier: the classifier and fused views equal the detector's")
-    result = {"model": detector.version, "split": args.split, **summary(results, detector.fusion)}
+    result = {
+        "model": detector.version,
+        "runtime": detector.network.runtime,
+        "split": args.split,
+        **summary(results, detector.fusion),
+    }
     print(summary_table(result))
     _write(args.out, result)
     return 0
