@@ -38,7 +38,7 @@ MODEL_FILE = "model.onnx"
 
 def model_files(model: Path) -> dict[str, bytes]:
     """What a worker needs to load `model` as this machine would: the file and, where there is one, its INT8 copy
-    (model/networks.py), which `auto` runs on workers whose CPU has no BF16 just as it does here."""
+    (model/networks.py), for workers told `ENVWATCH_RUNTIME=onnxruntime-int8`."""
     files = {MODEL_FILE: model.read_bytes()}
     if quantized_copy(model).is_file():
         files[quantized_copy(Path(MODEL_FILE)).name] = quantized_copy(model).read_bytes()
