@@ -16,13 +16,13 @@ model card v8):
 - **the detector's decoding**: everything of Ultralytics' Detect head (the graph's last module)
   after its two branches of convolutions, `cv2` (box distributions) and `cv3` (class logits). It
   concatenates box coordinates in pixels with class scores in 0..1, and one 8-bit scale for both
-  crushed every score: 2 of val's 339 fire photos found instead of 304;
+  crushed every score: the detector found 2 of val's 339 fire photos instead of 304;
 - **the photo classifier** (every node under `scene/`, training/scene.py's export). Quantized whole,
   its scores moved by 0.03 on average and up to 0.2 (EfficientNet-Lite's depthwise layers), and 2 of
   ood_val's 15 fire photos were lost; with its first six blocks kept float, still 2 of 15 with other
-  calibration photos. Kept float, its scores are the reference's to rounding, and the pipeline was
-  as fast within the noise (24.4 against 23.2 ms a photo at batch 1), since most of the time won
-  is the detector's.
+  calibration photos. Kept float, its scores are the reference's to rounding, for little time: the
+  pipeline took 24.4 ms a photo at batch 1 against 23.2 with the classifier mostly INT8, since most
+  of the time won is the detector's.
 
 The copy keeps the file's metadata and adds `envwatch.quantized_from`, the sha256 of the file it was
 made from: a copy left behind by an older export is never run in the new file's name.
@@ -76,7 +76,7 @@ class _Photos(CalibrationDataReader):
     """The calibration photos as the runtime feeds them, one at a time (each keeps its own stride-padded shape)."""
 
     def __init__(self, input_name: str, photos: Sequence[Path], detector: Detector) -> None:
-        self.input_name, self.photos, self.detector = input_name, photos, detector
+        self.input_name, self.detector = input_name, detector
         self._next: Iterator[Path] = iter(photos)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -85,9 +85,6 @@ class _Photos(CalibrationDataReader):
             return None
         fitted, _ = letterbox(load_image_file(photo).pixels, self.detector.input_size, self.detector.stride)
         return {self.input_name: network_input(fitted[None])}
-
-    def rewind(self) -> None:
-        self._next = iter(self.photos)
 
 
 def quantize(path: Path, photos: Sequence[Path]) -> Path:
