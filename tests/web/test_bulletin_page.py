@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,16 @@ def test_ledger_and_finding_show_deadlines_and_recurrences(campaign: Campaign, o
     link = page.locator("#recurrence-of")
     link.wait_for()
     assert link.get_attribute("href") == f"#/findings/{c.ids['a']}"
-    page.fill("#f-deadline", "2026-12-05")
+    # The picker offers no day before the browser's real today and the server none before its own (the
+    # campaign's 2026-12-01): a week after the real today passes both, whenever the suite runs.
+    due = (date.today() + timedelta(days=7)).isoformat()
+    page.fill("#f-deadline", due)
     page.click("button[data-to=rectification_ordered]")
     page.locator("#finding-status[data-status=rectification_ordered]").wait_for()
-    assert page.locator("#finding-deadline").inner_text() == "2026-12-05"
+    assert page.locator("#finding-deadline").inner_text() == due
     screenshot(page, "desktop-finding-deadline")
     with c.client() as client:
-        assert client.get(f"/v1/findings/{c.ids['d']}").json()["deadline"] == "2026-12-05"
+        assert client.get(f"/v1/findings/{c.ids['d']}").json()["deadline"] == due
 
     page.goto("/#/summary")
     page.locator(f"article.region[data-region='{REGION}'] [data-overdue]").wait_for()
