@@ -164,11 +164,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=promoted_model(), help="ONNX model (default: the promoted one)")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each peak probe (the best counts)")
+    measured = [r for r in RUNTIMES if r != QUANTIZED_RUNTIME]
     parser.add_argument(
         "--runtime",
         nargs="+",
-        default=[r for r in RUNTIMES if r != QUANTIZED_RUNTIME],
-        choices=[r for r in RUNTIMES if r != QUANTIZED_RUNTIME],
+        default=measured,
+        choices=measured,
         help="not onnxruntime-int8: its floor needs an INT8 peak and a mixed-precision count, not measured yet",
     )
     parser.add_argument("--aspect", type=aspect_ratio, help="crop each photo to this width:height (phones: 4:3)")

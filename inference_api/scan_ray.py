@@ -39,9 +39,9 @@ MODEL_FILE = "model.onnx"
 def model_files(model: Path) -> dict[str, bytes]:
     """What a worker needs to load `model` as this machine would: the file and, where there is one, its INT8 copy
     (model/networks.py), for workers told `ENVWATCH_RUNTIME=onnxruntime-int8`."""
-    files = {MODEL_FILE: model.read_bytes()}
-    if quantized_copy(model).is_file():
-        files[quantized_copy(Path(MODEL_FILE)).name] = quantized_copy(model).read_bytes()
+    files, copy = {MODEL_FILE: model.read_bytes()}, quantized_copy(model)
+    if copy.is_file():
+        files[quantized_copy(Path(MODEL_FILE)).name] = copy.read_bytes()
     return files
 
 

@@ -138,6 +138,12 @@ def quantized_copy(path: Path) -> Path:
     return path.with_name(f"{path.stem}{QUANTIZED_SUFFIX}")
 
 
+def quantized_from(path: Path) -> str:
+    """What a copy made from the model file at `path` records as `QUANTIZED_FROM` (JSON text of its sha256):
+    training/quantize.py writes it, `QuantizedNetwork` checks it."""
+    return json.dumps(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+
+
 class QuantizedNetwork(OnnxRuntimeNetwork):
     """onnxruntime on the INT8 copy of the file at `path`; refused (ValueError) where there is no copy or the
     copy was made from another file, whose answers it would give in this file's name."""
@@ -148,8 +154,7 @@ class QuantizedNetwork(OnnxRuntimeNetwork):
             raise ValueError(f"runtime {QUANTIZED_RUNTIME!r} needs {copy}: make it with `envwatch models quantize`")
         super().__init__(copy, threads)
         self.runtime = QUANTIZED_RUNTIME
-        made_from = json.loads(self.metadata.pop(QUANTIZED_FROM, "null"))
-        if made_from != hashlib.sha256(Path(path).read_bytes()).hexdigest():
+        if self.metadata.pop(QUANTIZED_FROM, None) != quantized_from(path):
             raise ValueError(
                 f"{copy.name} was not made from this {Path(path).name} (the model changed since): "
                 "make it again with `envwatch models quantize`"

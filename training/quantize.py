@@ -30,8 +30,6 @@ made from: a copy left behind by an older export is never run in the new file's 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -43,7 +41,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model.images import load_image_file
-from model.networks import QUANTIZED_FROM, network_input, quantized_copy
+from model.networks import QUANTIZED_FROM, network_input, quantized_copy, quantized_from
 from model.runtime import Detector, letterbox
 
 DETECT_MODULE = re.compile(r"^/model\.(\d+)/")
@@ -114,8 +112,7 @@ def quantize(path: Path, photos: Sequence[Path]) -> Path:
             nodes_to_exclude=float_nodes(model),
         )
         copy = onnx.load(str(written))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        copy.metadata_props.append(onnx.StringStringEntryProto(key=QUANTIZED_FROM, value=json.dumps(digest)))
+        copy.metadata_props.append(onnx.StringStringEntryProto(key=QUANTIZED_FROM, value=quantized_from(path)))
         onnx.save(copy, str(written))
         written.replace(out)
     return out
